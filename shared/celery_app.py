@@ -1,0 +1,58 @@
+"""The Celery app and the task names; imports no task code, so the web can enqueue by name."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+from kombu.exceptions import OperationalError
+
+from shared.config import VIDEO_QUEUE, Settings, get_settings
+from shared.errors import ServiceUnavailable
+
+PROCESS_JOB = "maskwatch.process_job"
+EXPLAIN_FACE = "maskwatch.explain_face"
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured for long, must-not-be-lost video jobs on a Redis broker."""
+    app = Celery("maskwatch", broker=settings.redis_url)
+    app.conf.update(
+        task_queues=[Queue(VIDEO_QUEUE), Queue("default")],
+        task_default_queue="default",
+        task_routes={PROCESS_JOB: {"queue": VIDEO_QUEUE}, EXPLAIN_FACE: {"queue": VIDEO_QUEUE}},
+        # A job is acknowledged only when done; a worker that dies puts it back in the queue.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Redis redelivers unacknowledged work after this long: it must outlast the longest job.
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        task_soft_time_limit=settings.job_time_limit_s,
+        task_time_limit=settings.job_hard_limit_s,
+        task_ignore_result=True,  # Mongo holds job state; no result backend
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.connect_timeout_s,
+        worker_hijack_root_logger=False,
+        worker_max_memory_per_child=3_000_000,  # KiB: a leaking child is replaced between jobs
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app
+
+
+app = make_celery(get_settings())
+
+
+def enqueue(task_name: str, *args) -> None:
+    """Send a task by name; ServiceUnavailable (quickly, no hang) when Redis cannot be reached."""
+    try:
+        app.send_task(
+            task_name, args=list(args),
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
+                          "interval_max": 1.0},
+        )
+    except (OperationalError, OSError) as e:
+        raise ServiceUnavailable(
+            f"the job queue (Redis at {get_settings().redis_url}) is unreachable "
+            f"({type(e).__name__}); start it (bin/services start) or fix REDIS_URL"
+        ) from None

@@ -1,0 +1,188 @@
+"""The job repository: the one place that changes a job's state.
+
+queued -> running -> succeeded | failed | cancelled; queued -> cancelled; failed | cancelled -> queued
+(retry); running -> running (a redelivered job claimed again after its worker died).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ReturnDocument
+
+from shared.db import get_db
+from shared.errors import IllegalTransition, NotFound
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINAL = (SUCCEEDED, FAILED, CANCELLED)
+ALLOWED = {
+    QUEUED: {RUNNING, CANCELLED, FAILED},  # failed: it could not be queued
+    RUNNING: {RUNNING, SUCCEEDED, FAILED, CANCELLED},
+    FAILED: {QUEUED},
+    CANCELLED: {QUEUED},
+    SUCCEEDED: set(),
+}
+# A file that kills its worker this often is failed rather than redelivered for ever.
+MAX_ATTEMPTS = 3
+
+
+def now() -> datetime:
+    """Timezone-aware UTC now (Mongo keeps milliseconds)."""
+    return datetime.now(UTC)
+
+
+def object_id(job_id) -> ObjectId:
+    """An ObjectId from a string; malformed ids are NotFound (they name no job)."""
+    if isinstance(job_id, ObjectId):
+        return job_id
+    try:
+        return ObjectId(str(job_id))
+    except (InvalidId, TypeError):
+        raise NotFound(f"no job {job_id!r}") from None
+
+
+def create(*, owner: str, filename: str, kind: str, input_id: ObjectId, size: int,
+           content_type: str) -> dict:
+    """Record a new queued job for an upload already stored in GridFS."""
+    t = now()
+    doc = {
+        "owner": owner,
+        "filename": filename,
+        "kind": kind,  # "video" | "image"
+        "input_id": input_id,
+        "size": size,
+        "content_type": content_type,
+        "status": QUEUED,
+        "progress": 0.0,
+        "eta_s": None,
+        "error": None,
+        "attempts": 0,
+        "run_id": None,
+        "cancel_requested": False,
+        "created_at": t,
+        "updated_at": t,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+    }
+    doc["_id"] = get_db().jobs.insert_one(doc).inserted_id
+    return doc
+
+
+def get(job_id, owner: str | None = None) -> dict:
+    """One job; NotFound when missing or, with owner, when it belongs to someone else."""
+    query = {"_id": object_id(job_id)}
+    if owner is not None:
+        query["owner"] = owner
+    doc = get_db().jobs.find_one(query)
+    if doc is None:
+        raise NotFound(f"no job {job_id}")
+    return doc
+
+
+def list_for(owner: str | None, limit: int = 200) -> list[dict]:
+    """Newest jobs first; owner None lists everyone's (admins)."""
+    query = {} if owner is None else {"owner": owner}
+    return list(get_db().jobs.find(query, {"result.people": 0}).sort("created_at", -1).limit(limit))
+
+
+def _transition(job_id, to: str, *, extra_filter: dict | None = None, set_: dict | None = None,
+                inc: dict | None = None, unset: list[str] | None = None) -> dict:
+    """Move a job to state `to` atomically, only from a state that allows it."""
+    sources = [s for s, targets in ALLOWED.items() if to in targets]
+    query = {"_id": object_id(job_id), "status": {"$in": sources}, **(extra_filter or {})}
+    update: dict = {"$set": {"status": to, "updated_at": now(), **(set_ or {})}}
+    if inc:
+        update["$inc"] = inc
+    if unset:
+        update["$unset"] = {k: "" for k in unset}
+    doc = get_db().jobs.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+    if doc is None:
+        current = get(job_id)
+        raise IllegalTransition(
+            f"job {job_id} is {current['status']}"
+            + (f" (attempt {current.get('run_id')})" if current["status"] == RUNNING else "")
+            + f"; it cannot become {to}"
+        )
+    return doc
+
+
+def claim(job_id, worker: str) -> dict:
+    """Start (or restart after a lost worker) a job; returns it with a fresh run_id for this attempt."""
+    job = get(job_id)
+    if job["status"] == RUNNING and job["attempts"] >= MAX_ATTEMPTS:
+        fail(job_id, job["run_id"], f"the worker stopped {job['attempts']} times while processing "
+                                    "this file; it was not retried again")
+        raise IllegalTransition(f"job {job_id} failed after {job['attempts']} attempts")
+    return _transition(
+        job_id,
+        RUNNING,
+        set_={"run_id": uuid.uuid4().hex, "worker": worker, "started_at": now(), "progress": 0.0,
+              "eta_s": None, "error": None},
+        inc={"attempts": 1},
+    )
+
+
+def progress(job_id, run_id: str, fraction: float, eta_s: float | None, **fields) -> bool:
+    """Record progress of the current attempt; returns True when the user asked to cancel."""
+    doc = get_db().jobs.find_one_and_update(
+        {"_id": object_id(job_id), "status": RUNNING, "run_id": run_id},
+        {"$set": {"progress": round(float(fraction), 4), "eta_s": eta_s, "updated_at": now(), **fields}},
+    )  # no projection: FerretDB does not implement findAndModify's `fields`
+    if doc is None:
+        # Cancelled while queued-then-running, or superseded by a newer attempt: stop this one.
+        return True
+    return bool(doc.get("cancel_requested"))
+
+
+def finish(job_id, run_id: str, result: dict) -> dict:
+    """Mark the attempt succeeded with its result (only the current attempt may)."""
+    t = now()
+    return _transition(
+        job_id, SUCCEEDED, extra_filter={"run_id": run_id},
+        set_={"result": result, "progress": 1.0, "eta_s": 0, "finished_at": t},
+    )
+
+
+def fail(job_id, run_id: str | None, reason: str) -> dict:
+    """Mark the attempt failed with a sentence for the user."""
+    extra = {"run_id": run_id} if run_id else {}
+    return _transition(job_id, FAILED, extra_filter=extra,
+                       set_={"error": reason, "finished_at": now(), "eta_s": None})
+
+
+def cancel(job_id) -> dict:
+    """Cancel: a queued job at once; a running one is asked to stop (the worker confirms)."""
+    job = get(job_id)
+    if job["status"] == QUEUED:
+        try:
+            return _transition(job_id, CANCELLED, extra_filter={"status": QUEUED},
+                               set_={"finished_at": now(), "error": "cancelled by the user"})
+        except IllegalTransition:
+            job = get(job_id)  # a worker claimed it meanwhile: ask it to stop
+    if job["status"] == RUNNING:
+        return get_db().jobs.find_one_and_update(
+            {"_id": job["_id"], "status": RUNNING},
+            {"$set": {"cancel_requested": True, "updated_at": now()}},
+            return_document=ReturnDocument.AFTER,
+        ) or get(job_id)
+    raise IllegalTransition(f"job {job_id} is {job['status']}; it cannot be cancelled")
+
+
+def mark_cancelled(job_id, run_id: str) -> dict:
+    """The worker confirms it stopped a cancelled job."""
+    return _transition(job_id, CANCELLED, extra_filter={"run_id": run_id},
+                       set_={"finished_at": now(), "error": "cancelled by the user", "eta_s": None})
+
+
+def retry(job_id) -> dict:
+    """Put a failed or cancelled job back in the queue, clean (the caller enqueues it)."""
+    return _transition(
+        job_id, QUEUED,
+        set_={"progress": 0.0, "eta_s": None, "error": None, "cancel_requested": False,
+              "finished_at": None, "result": None, "attempts": 0, "run_id": None},
+    )

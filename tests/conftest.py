@@ -1,0 +1,133 @@
+"""Fixtures that reach the real services started by bin/test (Redis and FerretDB on loopback).
+
+Each test session gets its own database and Redis database number, so a developer's running product
+(and its worker) never sees test jobs. Nothing here starts a server: bin/services does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+RUN_TAG = uuid.uuid4().hex[:8]
+
+
+def _isolate_environment() -> None:
+    """Point MONGO_URI at a fresh database and REDIS_URL at database 1, before any import reads them."""
+    mongo, redis_url = os.environ.get("MONGO_URI"), os.environ.get("REDIS_URL")
+    if not mongo or not redis_url:
+        pytest.exit("MONGO_URI and REDIS_URL are not set: run the tests with bin/test", returncode=2)
+    parts = urlsplit(mongo)
+    os.environ["MONGO_URI"] = urlunsplit(parts._replace(path=f"/maskwatch_test_{RUN_TAG}"))
+    r = urlsplit(redis_url)
+    os.environ["REDIS_URL"] = urlunsplit(r._replace(path="/1"))
+    os.environ.setdefault("CONNECT_TIMEOUT_S", "3")
+
+
+_isolate_environment()
+
+from shared import db  # noqa: E402
+from shared.config import Settings, set_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def settings():
+    """Settings of the test session; the test database is dropped at the end."""
+    import redis
+
+    s = Settings.from_env()
+    set_settings(s)
+    db.reset()
+    redis.Redis.from_url(s.redis_url).flushdb()
+    yield s
+    db.get_client().drop_database(db.get_db().name)
+    db.reset()
+
+
+@pytest.fixture
+def mongo(settings):
+    """The test database."""
+    return db.get_db()
+
+
+class WorkerProcess:
+    """A real Celery worker process consuming the test queues."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        """Start the worker and wait until it says it is ready."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "video,default",
+             "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"test-{RUN_TAG}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
+            cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited at start; see {self.log_path}")
+            if b" ready." in self.log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout}s; see {self.log_path}")
+
+    def children(self) -> list[int]:
+        """Pids of the pool processes (where tasks run)."""
+        import psutil
+
+        return [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+
+    def stop(self) -> None:
+        """Warm shutdown, then kill if it hangs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(settings):
+    """One real worker process for the session (models load once, on its first job)."""
+    w = WorkerProcess(ARTIFACTS / "logs" / f"worker-{RUN_TAG}.log")
+    w.start()
+    yield w
+    w.stop()
+
+
+def wait_for_job(job_id, timeout: float = 300, until=("succeeded", "failed", "cancelled")) -> dict:
+    """Poll MongoDB until the job reaches one of the states; the job document."""
+    from shared import jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = jobs.get(job_id)
+        if job["status"] in until:
+            return job
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} still {jobs.get(job_id)['status']} after {timeout}s")
+
+
+@pytest.fixture
+def asset():
+    """Path of a cached asset by manifest name."""
+    from shared.assets import asset_path
+
+    return asset_path

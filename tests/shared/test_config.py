@@ -1,0 +1,31 @@
+"""Settings from the environment: defaults, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Settings
+
+
+def test_defaults_and_overrides():
+    s = Settings.from_env({"MONGO_URI": "mongodb://db:27017/x", "UPLOAD_MAX_MB": "5", "WORKER_DEVICE": "GPU"})
+    assert s.mongo_uri == "mongodb://db:27017/x"
+    assert s.upload_max_bytes == 5 * 1024 * 1024
+    assert s.worker_device == "gpu"
+    assert Settings.from_env({}).redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_visibility_timeout_outlasts_the_hard_limit():
+    s = Settings.from_env({"JOB_TIME_LIMIT_S": "100"})
+    assert s.job_hard_limit_s > s.job_time_limit_s
+    assert s.visibility_timeout_s > s.job_hard_limit_s
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"UPLOAD_MAX_MB": "lots"}, "UPLOAD_MAX_MB='lots' is not a whole number"),
+    ({"WORKER_DEVICE": "tpu"}, "WORKER_DEVICE='tpu'"),
+    ({"CONNECT_TIMEOUT_S": "soon"}, "CONNECT_TIMEOUT_S='soon' is not a number"),
+])
+def test_bad_values_name_the_variable(env, needle):
+    with pytest.raises(ValueError, match=needle):
+        Settings.from_env(env)

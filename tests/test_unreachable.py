@@ -1,0 +1,118 @@
+"""Services down, assets missing, mirror wrong, port taken: a one-line error naming cause and fix."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from shared import db
+from shared.assets import asset_path
+from shared.config import set_settings
+from shared.errors import MissingAsset, ServiceUnavailable
+from tests.conftest import ROOT
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def broken(settings):
+    """Settings pointing at ports where nothing listens."""
+    bad = settings.replace(mongo_uri=f"mongodb://127.0.0.1:{closed_port()}/x",
+                           redis_url=f"redis://127.0.0.1:{closed_port()}/0", connect_timeout_s=1.0)
+    set_settings(bad)
+    db.reset()
+    yield bad
+    set_settings(settings)
+    db.reset()
+
+
+def test_mongo_down_is_said_quickly(broken):
+    t = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="MongoDB at .* is unreachable.*MONGO_URI"):
+        db.ping()
+    assert time.monotonic() - t < 10
+
+
+def test_readiness_endpoint_names_both_services(broken):
+    from web.app import create_app
+
+    resp = create_app(broken).test_client().get("/readyz")
+    assert resp.status_code == 503
+    problems = resp.get_json()["problems"]
+    assert "MONGO_URI" in problems["mongodb"] and "REDIS_URL" in problems["redis"]
+
+
+def test_readiness_when_up(settings):
+    from web.app import create_app
+
+    assert create_app(settings).test_client().get("/readyz").get_json() == {"status": "ready"}
+
+
+def test_enqueue_with_redis_down_fails_fast(settings):
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0", "CONNECT_TIMEOUT_S": "1"}
+    code = ("from shared.celery_app import enqueue\n"
+            "try:\n    enqueue('maskwatch.process_job', 'x')\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    t = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert time.monotonic() - t < 30
+    assert out.stdout.startswith("ServiceUnavailable the job queue (Redis at"), out.stdout + out.stderr
+    assert "REDIS_URL" in out.stdout
+
+
+def run_cli(args: list[str], **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_doctor_lines_for_wrong_urls():
+    out = run_cli(["shared.doctor"], MONGO_URI=f"mongodb://127.0.0.1:{closed_port()}/x",
+                  REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", CONNECT_TIMEOUT_S="1")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 2
+    assert "MongoDB" in lines[0] and "MONGO_URI" in lines[0]
+    assert "Redis" in lines[1] and "REDIS_URL" in lines[1]
+
+
+def test_missing_asset_names_the_fix(settings, tmp_path):
+    with pytest.raises(MissingAsset, match="asset .yunet. is missing .*python -m models.fetch"):
+        asset_path("yunet", settings.replace(asset_cache=tmp_path))
+
+
+def test_missing_mirror_is_one_line(tmp_path):
+    out = run_cli(["models.fetch", "yunet"], ASSET_MIRROR=str(tmp_path / "nowhere"),
+                  ASSET_CACHE=str(tmp_path / "cache"))
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0
+    assert "ASSET_MIRROR=" in out.stderr and "is not a folder" in out.stderr
+
+
+def test_corrupt_mirror_file_is_refused(tmp_path):
+    bad = tmp_path / "mirror" / "models" / "yunet"
+    bad.mkdir(parents=True)
+    (bad / "face_detection_yunet_2026may.onnx").write_bytes(b"not the model")
+    out = run_cli(["models.fetch", "yunet"], ASSET_MIRROR=str(tmp_path / "mirror"),
+                  ASSET_CACHE=str(tmp_path / "cache"))
+    assert out.returncode == 1 and "the manifest says" in out.stderr
+    assert not (tmp_path / "cache" / "models" / "yunet" / "face_detection_yunet_2026may.onnx").exists()
+
+
+def test_web_port_in_use_is_named(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = subprocess.run(["bin/run"], cwd=ROOT, env={**os.environ, "WEB_PORT": str(port)},
+                             capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert f"port {port} is in use; set WEB_PORT" in out.stderr

@@ -1,0 +1,248 @@
+"""Mask classification of face crops: crop with a margin, then run our 3-class MobileNetV2.
+
+Two backends run the same trained network: "litert" (the TFLite export on XNNPACK; CPU, no
+TensorFlow import, low memory) and "keras" (the .keras file on TensorFlow; used when a GPU is there).
+Interpreters are not thread-safe: one classifier per worker process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.config import ROOT, get_settings
+from shared.errors import MissingAsset
+from worker.pipeline.faces import LABELS
+
+# Fraction of the face box's longer side added on every side before cropping: the mask's edges,
+# chin and ears carry the signal, and detector boxes jitter. Training crops use the same value.
+MARGIN = 0.15
+
+MODEL_DIR = ROOT / "models" / "mask_classifier"
+RETRAIN_HINT = "re-run `python -m models.train` or restore models/mask_classifier/ from git"
+
+
+def crop_faces(
+    frame_bgr: np.ndarray, xyxy: np.ndarray, size: int, margin: float = MARGIN
+) -> np.ndarray:
+    """(N, size, size, 3) uint8 RGB square crops of an (H, W, 3) BGR frame around (N, 4) pixel boxes.
+
+    Each box is grown by `margin` x its longer side on every side and squared about its centre;
+    the parts outside the frame are filled by replicating the edge pixels.
+    """
+    boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    out = np.empty((len(boxes), size, size, 3), np.uint8)
+    for i, box in enumerate(boxes):
+        out[i] = _crop_one(frame_bgr, box, size, margin)
+    return out[..., ::-1].copy() if len(out) else out
+
+
+def _crop_one(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(1, round(max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * margin)))
+    left = round((x1 + x2) / 2 - side / 2)
+    top = round((y1 + y2) / 2 - side / 2)
+    # Clamp to at least one pixel inside the frame so a box off the edge still yields an image.
+    cx1, cy1 = min(max(left, 0), w - 1), min(max(top, 0), h - 1)
+    cx2, cy2 = max(min(left + side, w), cx1 + 1), max(min(top + side, h), cy1 + 1)
+    patch = frame[cy1:cy2, cx1:cx2]
+    pad_t, pad_l = max(cy1 - top, 0), max(cx1 - left, 0)
+    pad_b, pad_r = max(side - pad_t - patch.shape[0], 0), max(side - pad_l - patch.shape[1], 0)
+    if pad_t or pad_b or pad_l or pad_r:
+        patch = cv2.copyMakeBorder(patch, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+    shrink = patch.shape[0] > size
+    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_model_json(model_dir: Path = MODEL_DIR) -> dict:
+    """The model's metadata (model.json written by models.train); MissingAsset when absent."""
+    meta_path = Path(model_dir) / "model.json"
+    if not meta_path.exists():
+        raise MissingAsset(f"no trained mask classifier at {meta_path}: {RETRAIN_HINT}")
+    return json.loads(meta_path.read_text())
+
+
+def verified_file(model_dir: Path, meta: dict, kind: str) -> Path:
+    """Path of the model file of `kind` ('keras' | 'tflite') after checking its sha256 against model.json."""
+    entry = meta["files"][kind]
+    path = Path(model_dir) / entry["path"]
+    if not path.exists():
+        raise MissingAsset(f"mask classifier file {path} is missing: {RETRAIN_HINT}")
+    got = sha256_of(path)
+    if got != entry["sha256"]:
+        raise MissingAsset(
+            f"mask classifier file {path} has sha256 {got}, but model.json expects {entry['sha256']}; "
+            f"refusing a model that differs from the one recorded: {RETRAIN_HINT}"
+        )
+    return path
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+class MaskClassifier:
+    """Our 3-class classifier (LABELS order); call with (N, S, S, 3) uint8 RGB crops, get (N, 3) probs."""
+
+    def __init__(
+        self,
+        model_dir: Path = MODEL_DIR,
+        backend: str = "litert",
+        num_threads: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        meta = read_model_json(self.model_dir)
+        if tuple(meta["labels"]) != LABELS:
+            raise MissingAsset(f"{self.model_dir}/model.json labels {meta['labels']} != {LABELS}")
+        self.meta = meta
+        self.name = f"{meta['name']}@{meta['version']}"
+        self.input_size = int(meta["input_size"])
+        self.margin = float(meta["margin"])
+        self.backend = backend
+        self.batch_size = batch_size
+        self.num_threads = num_threads or os.cpu_count() or 1
+        if backend == "litert":
+            path = verified_file(self.model_dir, meta, "tflite")
+            self._run = self._litert_runner(path)
+        elif backend == "keras":
+            path = verified_file(self.model_dir, meta, "keras")
+            self._run = _keras_runner(path, self.input_size)
+        else:
+            raise ValueError(f"backend={backend!r}: use 'litert' or 'keras'")
+        self.sha256 = meta["files"]["tflite" if backend == "litert" else "keras"]["sha256"]
+
+    def _litert_runner(self, path: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        # The default op resolver applies the XNNPACK delegate (fast float kernels on CPU).
+        interp = Interpreter(model_path=str(path), num_threads=self.num_threads)
+        inp = interp.get_input_details()[0]["index"]
+        out = interp.get_output_details()[0]["index"]
+        shape = [0]
+
+        def run(x: np.ndarray) -> np.ndarray:
+            # Re-allocating for a new batch size costs well under a millisecond.
+            if shape[0] != len(x):
+                interp.resize_tensor_input(inp, [len(x), *x.shape[1:]])
+                interp.allocate_tensors()
+                shape[0] = len(x)
+            interp.set_tensor(inp, x)
+            interp.invoke()
+            return interp.get_tensor(out).copy()
+
+        return run
+
+    def __call__(self, crops_rgb: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB crops (S = input_size) -> (N, 3) float32 probabilities, LABELS order."""
+        crops = np.asarray(crops_rgb)
+        if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ValueError(
+                f"expected (N, {self.input_size}, {self.input_size}, 3) RGB crops, got {crops.shape}"
+            )
+        probs = np.empty((len(crops), len(LABELS)), np.float32)
+        for part in _chunks(len(crops), self.batch_size):
+            # Pixel scaling to [-1, 1] is inside the network; it takes raw 0..255 values.
+            probs[part] = self._run(crops[part].astype(np.float32))
+        return probs
+
+
+def _keras_runner(path: Path, size: int):
+    import keras
+
+    return _graph_runner(keras.saving.load_model(path, compile=False), size)
+
+
+def _graph_runner(model, size: int):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
+    # One traced graph for every batch size: eager Keras calls are several times slower.
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return lambda x: fn(x).numpy()
+
+
+class SeedClassifier:
+    """The seeds' 2-class MobileNetV2 (224 px), mapped to our 3 columns with 'incorrect' = 0."""
+
+    name = "seed-mask-classifier"
+    input_size = 224
+    backend = "keras"
+
+    def __init__(self, per_face: bool = False, batch_size: int = 32) -> None:
+        import keras
+
+        from shared.assets import asset_path, manifest
+
+        self.per_face = per_face
+        self.batch_size = batch_size
+        self.sha256 = manifest()["seed_mask_classifier"].sha256
+        self.model = keras.saving.load_model(asset_path("seed_mask_classifier"), compile=False)
+        self._fn = _graph_runner(self.model, self.input_size)
+
+    def __call__(self, crops_rgb: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB crops (resized to 224 here) -> (N, 3) float32 probabilities."""
+        x = _resize_batch(np.asarray(crops_rgb), self.input_size).astype(np.float32) / 127.5 - 1.0
+        two = np.empty((len(x), 2), np.float32)
+        if self.per_face:
+            # The seeds' way: one model.predict per face (slow; kept as the benchmark baseline).
+            for i in range(len(x)):
+                two[i] = self.model.predict(x[i : i + 1], verbose=0)[0]
+        else:
+            for part in _chunks(len(x), self.batch_size):
+                two[part] = self._fn(x[part])
+        return np.concatenate([two, np.zeros((len(x), 1), np.float32)], axis=1)
+
+
+def _resize_batch(crops: np.ndarray, size: int) -> np.ndarray:
+    if crops.shape[1:3] == (size, size):
+        return crops
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
+
+
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (imports TensorFlow: call only when a GPU is plausible)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _pick_backend(backend: str) -> str:
+    if backend != "auto":
+        return backend
+    device = get_settings().worker_device
+    if device == "cpu":
+        return "litert"
+    if device == "gpu":
+        return "keras"
+    # 'auto': a TensorFlow import costs ~0.5 GB and seconds; only pay it where an NVIDIA driver is.
+    if not _nvidia_driver_present():
+        return "litert"
+    return "keras" if gpu_available() else "litert"
+
+
+def _nvidia_driver_present() -> bool:
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
+
+
+def load_classifier(
+    backend: str = "auto", model_dir: Path = MODEL_DIR, num_threads: int | None = None
+) -> MaskClassifier:
+    """Our committed classifier on 'litert' (CPU) or 'keras' (GPU); 'auto' follows WORKER_DEVICE."""
+    return MaskClassifier(model_dir=model_dir, backend=_pick_backend(backend), num_threads=num_threads)

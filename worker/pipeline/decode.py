@@ -1,0 +1,158 @@
+"""Decode videos and still images into BGR frames, one generator, with probing and clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from shared.errors import BadInput
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds; width and height are as displayed (after rotation), in pixels."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int | None  # container's count; None when it does not say
+    duration_s: float
+    codec: str
+    rotation: int  # degrees counter-clockwise applied to decoded frames for display
+    time_base: Fraction
+    has_audio: bool
+
+    @classmethod
+    def from_path(cls, path: Path, *, max_pixels: int, max_seconds: float) -> VideoInfo:
+        """Probe a video; BadInput with a user-facing sentence when it cannot be analysed."""
+        container = open_container(path)
+        try:
+            if not container.streams.video:
+                raise BadInput("the file has no video stream")
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            if not ctx.width or not ctx.height:
+                raise BadInput("the video stream has no picture size; the file may be damaged")
+            if ctx.width * ctx.height > max_pixels or min(ctx.width, ctx.height) < 16:
+                raise BadInput(
+                    f"the video is {ctx.width}x{ctx.height} pixels; supported sizes are from 16 px "
+                    f"up to {max_pixels:,} pixels per frame"
+                )
+            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+            duration = _duration_s(container, stream)
+            if duration > max_seconds:
+                raise BadInput(
+                    f"the video lasts {duration / 60:.0f} minutes; the limit is "
+                    f"{max_seconds / 60:.0f} minutes"
+                )
+            rotation = _rotation(container, stream)
+            w, h = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
+            return cls(
+                width=w, height=h, fps=float(rate), frames=stream.frames or None,
+                duration_s=duration, codec=ctx.name, rotation=rotation,
+                time_base=stream.time_base or Fraction(1, 90000), has_audio=bool(container.streams.audio),
+            )
+        finally:
+            container.close()
+
+
+@dataclass
+class Frame:
+    """One decoded frame: index from 0, presentation time in seconds, BGR uint8 (H, W, 3) image."""
+
+    index: int
+    time_s: float
+    image: np.ndarray
+    pts: int | None = None  # in the input stream's time base; kept so output timing equals input
+
+
+def open_container(path: Path) -> av.container.InputContainer:
+    """Open a media file; BadInput when it is empty or not a media file."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise BadInput("the file is empty (0 bytes)")
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise BadInput(f"this is not a video or image file we can read ({_reason(e)})") from None
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e).split(":")[0] or type(e).__name__
+
+
+def _duration_s(container, stream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _rotation(container, stream) -> int:
+    """Display rotation in degrees counter-clockwise (0, 90, 180, 270), from the first frame."""
+    try:
+        for frame in container.decode(stream):
+            return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+    except av.error.FFmpegError:
+        raise BadInput("the first frame cannot be decoded; the file is damaged") from None
+    raise BadInput("the video has no decodable frames")
+
+
+def video_frames(path: Path, info: VideoInfo) -> Iterator[Frame]:
+    """Every frame of the first video stream, in order, rotated for display, as BGR."""
+    container = open_container(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: decoding overlaps the analysis
+        k = (info.rotation // 90) % 4
+        index = 0
+        fallback_step = 1.0 / info.fps if info.fps else 0.04
+        try:
+            for frame in container.decode(stream):
+                image = frame.to_ndarray(format="bgr24")
+                if k:
+                    image = np.ascontiguousarray(np.rot90(image, k))
+                t = float(frame.time) if frame.time is not None else index * fallback_step
+                yield Frame(index=index, time_s=t, image=image, pts=frame.pts)
+                index += 1
+        except av.error.FFmpegError as e:
+            if index == 0:
+                raise BadInput(f"no frame of the video can be decoded ({_reason(e)})") from None
+            raise BadInput(
+                f"the video is damaged after {index} frames ({index / (info.fps or 25):.1f} s): "
+                f"{_reason(e)}"
+            ) from None
+        if index == 0:
+            raise BadInput("the video has no decodable frames")
+    finally:
+        container.close()
+
+
+def read_image(path: Path, *, max_pixels: int) -> np.ndarray:
+    """A still image as BGR uint8 (H, W, 3), turned upright by its EXIF orientation."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise BadInput("the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise BadInput(f"the image is {im.width}x{im.height}; the limit is {max_pixels:,} pixels")
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            return np.ascontiguousarray(np.asarray(im)[:, :, ::-1])
+    except (UnidentifiedImageError, OSError) as e:
+        raise BadInput(f"this image cannot be read ({e.__class__.__name__})") from None
+
+
+def is_image(path: Path) -> bool:
+    """True for still-image file names (the web has already checked the content)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
