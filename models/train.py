@@ -154,7 +154,7 @@ def train_head(cfg: TrainConfig, model, ds: Datasets, weights: dict) -> dict:
     xv = pooled.predict(ds.val_features, batch_size=256, verbose=0)
     head_in = keras.Input(x.shape[1:])
     head = keras.Model(head_in, model.get_layer("probs")(model.get_layer("dropout")(head_in)))
-    head.compile(keras.optimizers.Adam(cfg.head_lr), "sparse_categorical_crossentropy", ["accuracy"])
+    head.compile(keras.optimizers.Adam(cfg.head_lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     y = ds.train.labels[ds.train_index]
     fit = head.fit(
         x, y, batch_size=cfg.batch_size, epochs=cfg.head_epochs, class_weight=weights,
@@ -171,7 +171,7 @@ def fine_tune(cfg: TrainConfig, model, ds: Datasets, weights: dict) -> dict:
     for layer in top.layers:
         # Frozen batch norm runs in inference mode: small, augmented batches would wreck its stats.
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-    top.compile(keras.optimizers.Adam(cfg.fine_lr), "sparse_categorical_crossentropy", ["accuracy"])
+    top.compile(keras.optimizers.Adam(cfg.fine_lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     y = ds.train.labels[ds.train_index]
     fit = top.fit(
         ds.train_features, y, batch_size=cfg.batch_size, epochs=cfg.fine_epochs,

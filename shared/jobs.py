@@ -87,7 +87,9 @@ def get(job_id, owner: str | None = None) -> dict:
 def list_for(owner: str | None, limit: int = 200) -> list[dict]:
     """Newest jobs first; owner None lists everyone's (admins)."""
     query = {} if owner is None else {"owner": owner}
-    return list(get_db().jobs.find(query, {"result.people": 0}).sort("created_at", -1).limit(limit))
+    # The list needs summaries only: per-person ledgers and chart bins stay behind.
+    hidden = {"result.persons": 0, "result.bins": 0, "explanations": 0}
+    return list(get_db().jobs.find(query, hidden).sort("created_at", -1).limit(limit))
 
 
 def _transition(job_id, to: str, *, extra_filter: dict | None = None, set_: dict | None = None,
@@ -186,3 +188,19 @@ def retry(job_id) -> dict:
         set_={"progress": 0.0, "eta_s": None, "error": None, "cancel_requested": False,
               "finished_at": None, "result": None, "attempts": 0, "run_id": None},
     )
+
+
+def delete(job_id) -> None:
+    """Remove a job that is not running, with its statistics and every stored file."""
+    from shared import storage
+    from shared.db import RESULTS, UPLOADS
+
+    job = get(job_id)
+    if job["status"] == RUNNING:
+        raise IllegalTransition(f"job {job_id} is running; cancel it before deleting")
+    db = get_db()
+    for f in db[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]}, {"_id": 1}):
+        storage.delete(RESULTS, f["_id"])
+    storage.delete(UPLOADS, job["input_id"])
+    db.frames.delete_many({"job_id": job["_id"]})
+    db.jobs.delete_one({"_id": job["_id"], "status": {"$ne": RUNNING}})
