@@ -43,21 +43,21 @@ class Record:
 
 @dataclass
 class CropSet:
-    """Square face crops: images (N, S, S, 3) uint8 RGB, labels (N,) int8, short_side (N,) px, source (N,)."""
+    """Square face crops: images (N, S, S, 3) uint8 RGB, labels (N,) int8, short_side (N,) px,
+    source (N,) dataset name, kind (N,) 'crop' (a web face crop) | 'scene' (cut from a photo)."""
 
     images: np.ndarray
     labels: np.ndarray
     short_side: np.ndarray
     source: np.ndarray
+    kind: np.ndarray
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def take(self, index) -> CropSet:
         """Rows selected by a mask or an index array."""
-        return CropSet(
-            self.images[index], self.labels[index], self.short_side[index], self.source[index]
-        )
+        return CropSet(*(getattr(self, f)[index] for f in CropSet.fields()))
 
     @staticmethod
     def concat(parts: list[CropSet]) -> CropSet:
@@ -67,12 +67,12 @@ class CropSet:
     @staticmethod
     def fields() -> tuple[str, ...]:
         """Names of the per-row arrays."""
-        return ("images", "labels", "short_side", "source")
+        return ("images", "labels", "short_side", "source", "kind")
 
 
 def crops_of(records: Iterable[Record], size: int, margin: float = MARGIN) -> CropSet:
     """Cut every face of every record to a (size, size) RGB square; streams, keeping only crops."""
-    images, labels, short, source = [], [], [], []
+    images, labels, short, source, kind = [], [], [], [], []
     for rec in records:
         if rec.boxes is None:
             h, w = rec.image_bgr.shape[:2]
@@ -84,11 +84,13 @@ def crops_of(records: Iterable[Record], size: int, margin: float = MARGIN) -> Cr
             short.append((rec.boxes[:, 2:] - rec.boxes[:, :2]).min(axis=1))
         labels.append(rec.labels)
         source.append([rec.source] * len(rec.labels))
+        kind.append(["crop" if rec.boxes is None else "scene"] * len(rec.labels))
     if not images:
         return CropSet(
             np.zeros((0, size, size, 3), np.uint8),
             np.zeros(0, np.int8),
             np.zeros(0, np.float32),
+            np.zeros(0, str),
             np.zeros(0, str),
         )
     return CropSet(
@@ -96,6 +98,7 @@ def crops_of(records: Iterable[Record], size: int, margin: float = MARGIN) -> Cr
         np.concatenate(labels).astype(np.int8),
         np.concatenate(short).astype(np.float32),
         np.concatenate(source),
+        np.concatenate(kind),
     )
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Pipeline:
     name: str
     detector: object
     classifier: object | None = None
-    crop_margin: float | None = None  # None: crop_faces' default (the worker's margin)
+    crop: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None  # None: the worker's crop_faces
     tally: Tally = field(default_factory=Tally)
     fine: Tally = field(default_factory=lambda: Tally(bins=FINE_BINS))
     detect_s: list = field(default_factory=list)
@@ -45,16 +46,13 @@ class Pipeline:
 
     def run(self, frame_bgr: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray, iou: float) -> None:
         """Detect (and classify) one BGR frame, timing each stage, and count it against the truth."""
-        from worker.pipeline.classify import crop_faces
-
         t0 = time.perf_counter()
         faces = self.detector(frame_bgr)
         t1 = time.perf_counter()
         labels = None
         if self.classifier is not None:
             if len(faces):
-                margin = {} if self.crop_margin is None else {"margin": self.crop_margin}
-                crops = crop_faces(frame_bgr, faces.xyxy, self.classifier.input_size, **margin)
+                crops = self._crop(frame_bgr, faces.xyxy, self.classifier.input_size)
                 labels = np.asarray(self.classifier(crops)).argmax(axis=1)
             else:
                 labels = np.zeros(0, np.int64)
@@ -63,6 +61,13 @@ class Pipeline:
         self.detect_s.append(t1 - t0)
         self.tally.add(faces.xyxy, faces.score, gt, gt_labels, labels, iou)
         self.fine.add(faces.xyxy, faces.score, gt, gt_labels, None, iou)
+
+    def _crop(self, frame_bgr: np.ndarray, xyxy: np.ndarray, size: int) -> np.ndarray:
+        if self.crop is not None:
+            return self.crop(frame_bgr, xyxy, size)
+        from worker.pipeline.classify import crop_faces
+
+        return crop_faces(frame_bgr, xyxy, size)
 
     def report(self) -> dict:
         """JSON-ready metrics and timing of everything run so far."""
@@ -88,7 +93,7 @@ class Pipeline:
                 "name": getattr(c, "name", type(c).__name__),
                 "backend": getattr(c, "backend", None),
                 "input_size": c.input_size,
-                "crop_margin": self.crop_margin,
+                "crop": "seeds' tight box, stretched" if self.crop is seed_crops else "crop_faces (worker)",
                 "sha256": getattr(c, "sha256", None),
             }
             total = sum(self.classify_s)
@@ -98,6 +103,17 @@ class Pipeline:
             )
         out["timing"] = timing
         return out
+
+
+def seed_crops(frame_bgr: np.ndarray, xyxy: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, 3) uint8 RGB crops cut as the seeds cut them: the box as is, stretched to a square."""
+    h, w = frame_bgr.shape[:2]
+    out = np.empty((len(xyxy), size, size, 3), np.uint8)
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(xyxy).reshape(-1, 4)):
+        x1, y1 = min(max(int(x1), 0), w - 1), min(max(int(y1), 0), h - 1)
+        x2, y2 = max(min(int(x2), w), x1 + 1), max(min(int(y2), h), y1 + 1)
+        out[i] = cv2.resize(frame_bgr[y1:y2, x1:x2], (size, size))[..., ::-1]
+    return out
 
 
 def default_split(scenes_dir: Path) -> str:
@@ -127,8 +143,7 @@ def build_pipelines(args: argparse.Namespace) -> list[Pipeline]:
     ours = Pipeline("ours", load_detector("yunet", profile=args.profile, **dict(args.param)))
     pipes = [ours]
     if not args.no_seeds:
-        # The seeds cropped the detector's box as is (no margin) before resizing to 224.
-        pipes.append(Pipeline("seeds", load_detector("res10"), crop_margin=0.0))
+        pipes.append(Pipeline("seeds", load_detector("res10"), crop=seed_crops))
     if not args.detector_only:
         from worker.pipeline.classify import SeedClassifier, load_classifier
 

@@ -153,9 +153,10 @@ def _size_table(metrics: dict, names: dict) -> str:
 def model_card(out: Path, meta: dict, metrics: dict, train) -> Path:
     """Write MODEL_CARD.md from model.json, metrics.json and the training set's composition."""
     ours, t = metrics["ours"], meta["training"]
+    origin = np.char.add(np.char.add(train.source.astype(str), " "), train.kind.astype(str))
     counts = {
-        src: np.bincount(train.labels[train.source == src], minlength=len(LABELS)).tolist()
-        for src in sorted(set(train.source.tolist()))
+        name: np.bincount(train.labels[origin == name], minlength=len(LABELS)).tolist()
+        for name in sorted(set(origin.tolist()))
     }
     sweep_path = out / "size_sweep.json"
     sweep = json.loads(sweep_path.read_text()) if sweep_path.exists() else []

@@ -36,16 +36,16 @@ class TrainConfig:
 
     size: int = 128
     seed: int = 20240611
-    copies_crops: int = 2  # variants of each mask_crops image (the first is clean)
+    copies_crops: int = 2  # variants of each web face crop (the first is clean)
     copies_scenes: int = 6  # variants of each train-scene face: the CCTV-like domain
     copies_incorrect: int = 16  # the rare class is oversampled with more variants
     class_weight_power: float = 0.5  # weight (n_max / n_class) ** power: softened inverse frequency
     batch_size: int = 64
     dropout: float = 0.2
-    head_epochs: int = 12
+    head_epochs: int = 6
     head_lr: float = 1e-3
-    fine_epochs: int = 3
-    fine_lr: float = 2e-4
+    fine_epochs: int = 4
+    fine_lr: float = 3e-4
     quantize: bool = False  # dynamic-range int8 weights in the .tflite
 
 
@@ -72,7 +72,7 @@ def seed_everything(seed: int) -> None:
 def load_crops(size: int, from_mongo: bool) -> tuple[data.CropSet, data.CropSet]:
     """(train, val) crops: train from the asset folders or Mongo, val always from mask_scenes val."""
     scenes = asset_path("mask_scenes")
-    key = {"v": 1, "size": size, "margin": MARGIN}
+    key = {"v": 2, "size": size, "margin": MARGIN}
     val = data.cached(
         {**key, "what": "scenes-val"}, lambda: data.crops_of(data.scene_records(scenes, "val"), size)
     )
@@ -93,7 +93,7 @@ def load_crops(size: int, from_mongo: bool) -> tuple[data.CropSet, data.CropSet]
 
 def copies_per_row(crops: data.CropSet, cfg: TrainConfig) -> np.ndarray:
     """(N,) number of variants per training row, by source and class."""
-    copies = np.where(crops.source == "mask_crops", cfg.copies_crops, cfg.copies_scenes)
+    copies = np.where(crops.kind == "crop", cfg.copies_crops, cfg.copies_scenes)
     return np.where(crops.labels == 2, cfg.copies_incorrect, copies)
 
 
@@ -171,8 +171,11 @@ def fine_tune(cfg: TrainConfig, model, ds: Datasets, weights: dict) -> dict:
     for layer in top.layers:
         # Frozen batch norm runs in inference mode: small, augmented batches would wreck its stats.
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-    top.compile(keras.optimizers.Adam(cfg.fine_lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     y = ds.train.labels[ds.train_index]
+    steps = cfg.fine_epochs * int(np.ceil(len(y) / cfg.batch_size))
+    # Cosine decay to zero: the last epochs settle instead of jumping around the minimum.
+    lr = keras.optimizers.schedules.CosineDecay(cfg.fine_lr, decay_steps=steps)
+    top.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     fit = top.fit(
         ds.train_features, y, batch_size=cfg.batch_size, epochs=cfg.fine_epochs,
         class_weight=weights, validation_data=(ds.val_features, ds.val.labels), shuffle=True,
@@ -263,7 +266,7 @@ def evaluate(out: Path, ds: Datasets, history: dict) -> dict:
 def seed_crops(val: data.CropSet) -> tuple[np.ndarray, np.ndarray]:
     """Val faces at 224 px for the seed: with our MARGIN, and tight on the box as the seeds cut them."""
     scenes = asset_path("mask_scenes")
-    base = {"v": 1, "size": 224, "what": "scenes-val"}
+    base = {"v": 2, "size": 224, "what": "scenes-val"}
     same = data.cached(
         {**base, "margin": MARGIN}, lambda: data.crops_of(data.scene_records(scenes, "val"), 224)
     )

@@ -204,3 +204,24 @@ def delete(job_id) -> None:
     storage.delete(UPLOADS, job["input_id"])
     db.frames.delete_many({"job_id": job["_id"]})
     db.jobs.delete_one({"_id": job["_id"], "status": {"$ne": RUNNING}})
+
+
+def request_explanation(job_id, track_id: int) -> None:
+    """Mark "explain this face" pending for one person of a succeeded job (the caller enqueues it)."""
+    res = get_db().jobs.update_one(
+        {"_id": object_id(job_id), "status": SUCCEEDED},
+        {"$set": {f"explanations.{int(track_id)}": {"status": "pending", "requested_at": now()},
+                  "updated_at": now()}},
+    )
+    if res.matched_count == 0:
+        raise IllegalTransition(f"job {job_id} is {get(job_id)['status']}; only a succeeded job "
+                                "can explain its faces")
+
+
+def fail_explanation(job_id, track_id: int, reason: str) -> None:
+    """Record that an explanation could not be made, with a sentence for the user."""
+    get_db().jobs.update_one(
+        {"_id": object_id(job_id)},
+        {"$set": {f"explanations.{int(track_id)}": {"status": "failed", "error": reason,
+                                                     "finished_at": now()}}},
+    )

@@ -2,16 +2,20 @@
 
 This is the only place that catches errors: bad input fails the job with the user's sentence,
 a cancel is confirmed, an unexpected error fails the job (and is logged) — the worker stays up.
+Each attempt starts by removing whatever an earlier, interrupted attempt of the same job left behind
+(frame documents, stored files, temp files), so a redelivered job ends with exactly one set of each.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import socket
 import tempfile
 from pathlib import Path
 
+from bson import ObjectId
 from celery.exceptions import SoftTimeLimitExceeded
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
@@ -21,12 +25,15 @@ from shared.config import get_settings
 from shared.db import RESULTS, UPLOADS, get_db
 from shared.errors import BadInput, Cancelled, IllegalTransition, NotFound, ServiceUnavailable
 from worker.pipeline import run
+from worker.pipeline.stats import FrameDocWriter
 from worker.progress import Progress
 
 log = logging.getLogger(__name__)
 WORKER_NAME = f"{socket.gethostname()}"
 # Faults of the services, not of the file: the task is retried with backoff.
 TRANSIENT = (AutoReconnect, ConnectionFailure, ServiceUnavailable)
+TEMP_PREFIX = "maskwatch-"
+FRAME_BATCH = 100  # frame documents per insert_many: a few seconds of video each
 
 
 @app.task(name=PROCESS_JOB, bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -39,64 +46,119 @@ def process_job(self, job_id: str) -> str:
         log.warning("job %s not run: %s", job_id, e)  # deleted, cancelled or already done
         return "skipped"
     run_id = job["run_id"]
-    workdir = Path(tempfile.mkdtemp(prefix=f"maskwatch-{job_id}-"))
+    clean_earlier_attempts(job)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{job['_id']}-"))
     try:
         result = _run(job, workdir)
     except Cancelled:
-        jobs.mark_cancelled(job_id, run_id)
-        return jobs.CANCELLED
+        _discard(job, run_id)
+        return _confirm(jobs.mark_cancelled, job_id, run_id, state=jobs.CANCELLED)
     except BadInput as e:
-        jobs.fail(job_id, run_id, str(e))
-        return jobs.FAILED
+        _discard(job, run_id)
+        return _confirm(jobs.fail, job_id, run_id, str(e), state=jobs.FAILED)
     except SoftTimeLimitExceeded:
+        _discard(job, run_id)
         limit = get_settings().job_time_limit_s
-        jobs.fail(job_id, run_id, f"processing took longer than the {limit // 60}-minute limit")
-        return jobs.FAILED
+        return _confirm(jobs.fail, job_id, run_id,
+                        f"processing took longer than the {limit // 60}-minute limit", state=jobs.FAILED)
     except TRANSIENT:
         raise  # retried by Celery; the redelivered attempt starts clean
     except Exception as e:  # noqa: BLE001 - the worker must survive anything a file can trigger
         log.exception("job %s failed unexpectedly", job_id)
-        jobs.fail(job_id, run_id, f"internal error while processing ({type(e).__name__}); "
-                                  "the team has the details in the worker log")
-        return jobs.FAILED
+        _discard(job, run_id)
+        return _confirm(jobs.fail, job_id, run_id, f"internal error while processing ({type(e).__name__}); "
+                        "the team has the details in the worker log", state=jobs.FAILED)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     try:
         jobs.finish(job_id, run_id, result)
     except IllegalTransition:
         # Cancelled or superseded at the very end: drop what this attempt stored.
-        _delete_outputs(result)
+        _discard(job, run_id)
         raise
     return jobs.SUCCEEDED
+
+
+def _confirm(change, job_id, run_id: str, *args, state: str) -> str:
+    """Record the outcome unless a newer attempt owns the job by now (then this one just stops)."""
+    try:
+        change(job_id, run_id, *args)
+    except IllegalTransition as e:
+        log.warning("job %s: attempt %s superseded: %s", job_id, run_id, e)
+        return "superseded"
+    return state
 
 
 def _run(job: dict, workdir: Path) -> dict:
     """Fetch the input, analyse it, store the outputs; returns the job's result document."""
     settings = get_settings()
     job_id = job["_id"]
-    # A redelivered job starts clean: statistics of an earlier attempt are dropped first.
-    get_db().frames.delete_many({"job_id": job_id})
     src = storage.save_to(UPLOADS, job["input_id"], workdir / f"input{Path(job['filename']).suffix}")
     progress = Progress(job_id, job["run_id"], total_frames=None)
-    outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress)
-    progress(outcome.summary.get("frames", 0), force=True)  # last cancel check before storing
+    frames = get_db().frames
+    writer = FrameDocWriter(lambda docs: frames.insert_many(docs, ordered=False), batch=FRAME_BATCH)
+    outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress,
+                          on_frame=lambda doc: writer.add({"job_id": job_id, **doc}))
+    writer.flush()
+    return store_outcome(job, outcome, progress)
+
+
+def store_outcome(job: dict, outcome: run.Outcome, progress: Progress) -> dict:
+    """Put the annotated file, the poster and the face crops in GridFS; the result document.
+
+    Their ids are recorded on the job first (`pending_files`), so chunks of a file whose attempt was
+    killed mid-write can be found and removed by the next attempt.
+    """
+    job_id = job["_id"]
+    result = dict(outcome.summary)
+    ids = {"output": ObjectId(), "thumbnail": ObjectId()}
+    crop_ids = {tid: ObjectId() for tid in outcome.crops}
+    # Also the last cancel check before storing.
+    progress(result.get("frames", 0), force=True, pending_files=[*ids.values(), *crop_ids.values()])
     stem = Path(job["filename"]).stem
     suffix = ".mp4" if outcome.output_type == "video/mp4" else ".jpg"
-    result = dict(outcome.summary)
-    result["output_id"] = storage.put_path(
-        RESULTS, outcome.output_path, f"{stem}.annotated{suffix}", content_type=outcome.output_type,
-        metadata={"job_id": job_id, "role": "annotated"})
-    try:
-        result["thumbnail_id"] = storage.put_path(
-            RESULTS, outcome.thumbnail_path, f"{stem}.poster.jpg", content_type="image/jpeg",
-            metadata={"job_id": job_id, "role": "poster"})
-    except Exception:
-        storage.delete(RESULTS, result["output_id"])
-        raise
+    meta = {"job_id": job_id}
+    with open(outcome.output_path, "rb") as f:
+        storage.put(RESULTS, f, f"{stem}.annotated{suffix}", content_type=outcome.output_type,
+                    metadata={**meta, "role": "annotated"}, file_id=ids["output"])
+    with open(outcome.thumbnail_path, "rb") as f:
+        storage.put(RESULTS, f, f"{stem}.poster.jpg", content_type="image/jpeg",
+                    metadata={**meta, "role": "poster"}, file_id=ids["thumbnail"])
+    for tid, jpeg in outcome.crops.items():
+        storage.put(RESULTS, io.BytesIO(jpeg), f"{stem}.person-{tid}.jpg", content_type="image/jpeg",
+                    metadata={**meta, "role": "face", "track_id": tid}, file_id=crop_ids[tid])
+    for person in result.get("persons", []):
+        person["crop_id"] = crop_ids.get(person["track_id"])
+    result["output_id"], result["thumbnail_id"] = ids["output"], ids["thumbnail"]
     result["output_type"] = outcome.output_type
     return result
 
 
-def _delete_outputs(result: dict) -> None:
-    for key in ("output_id", "thumbnail_id"):
-        storage.delete(RESULTS, result.get(key))
+def clean_earlier_attempts(job: dict) -> None:
+    """Remove what earlier attempts of this job left: frame docs, stored files, temp folders."""
+    job_id = job["_id"]
+    get_db().frames.delete_many({"job_id": job_id})
+    _delete_files(job)
+    for stale in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{job_id}-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # a killed attempt never reached its own cleanup
+
+
+def _delete_files(job: dict) -> None:
+    """Every `results` file of the job, and chunks of files an attempt had begun to store."""
+    db = get_db()
+    for f in db[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]}, {"_id": 1}):
+        storage.delete(RESULTS, f["_id"])
+    for file_id in job.get("pending_files") or []:
+        storage.delete(RESULTS, file_id)  # GridFS deletes the chunks even where no files doc exists
+
+
+def _discard(job: dict, run_id: str) -> None:
+    """Drop a failed or cancelled attempt's frame docs and files, unless a newer attempt owns the job."""
+    try:
+        current = jobs.get(job["_id"])
+    except NotFound:
+        return
+    if current.get("run_id") != run_id:
+        return
+    get_db().frames.delete_many({"job_id": job["_id"]})
+    _delete_files(current)

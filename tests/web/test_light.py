@@ -13,7 +13,8 @@ def test_web_imports_no_heavy_libraries():
         "import sys, pkgutil, importlib, web, web.app\n"
         "app = web.app.create_app()\n"
         "for m in pkgutil.walk_packages(web.__path__, 'web.'): importlib.import_module(m.name)\n"
-        "heavy = sorted(m for m in ('tensorflow', 'keras', 'cv2', 'av', 'ai_edge_litert') if m in sys.modules)\n"
+        "names = ('tensorflow', 'keras', 'cv2', 'av', 'ai_edge_litert')\n"
+        "heavy = sorted(m for m in names if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -1,13 +1,27 @@
-"""Stored files served with HTTP Range support, so browsers can seek in videos."""
+"""Stored files served with HTTP Range support (so browsers can seek), each behind the clip's owner check."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, request
+import re
+from urllib.parse import quote
 
-from shared import storage
+from bson import ObjectId
+from bson.errors import InvalidId
+from flask import Blueprint, Response, abort, request
+from flask_login import current_user, login_required
+
+from shared import jobs, storage
+from shared.db import RESULTS, UPLOADS, get_db
 from shared.errors import NotFound, RangeNotSatisfiable
+from web import store
 
 bp = Blueprint("media", __name__)
+
+
+def content_disposition(name: str, kind: str = "attachment") -> str:
+    """A Content-Disposition value with an ASCII fallback and the UTF-8 name (RFC 6266)."""
+    ascii_name = re.sub(r'[^A-Za-z0-9._ -]+', "_", name).strip() or "download"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def send_stored(bucket: str, file_id, *, download_name: str | None = None,
@@ -21,7 +35,7 @@ def send_stored(bucket: str, file_id, *, download_name: str | None = None,
     ctype = content_type or (reader.metadata or {}).get("content_type") or "application/octet-stream"
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
     if download_name:
-        headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+        headers["Content-Disposition"] = content_disposition(download_name)
     try:
         span = storage.parse_range(request.headers.get("Range"), size)
     except RangeNotSatisfiable as e:
@@ -35,3 +49,54 @@ def send_stored(bucket: str, file_id, *, download_name: str | None = None,
     if span:
         resp.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     return resp
+
+
+def _succeeded(job_id) -> dict:
+    clip = store.get_clip(job_id, current_user)
+    if clip["status"] != jobs.SUCCEEDED:
+        abort(404)
+    return clip
+
+
+def send_clip_file(clip: dict, file_id) -> Response:
+    """A results file (face crop, explanation overlay) only when it belongs to this clip."""
+    try:
+        oid = ObjectId(str(file_id))
+    except (InvalidId, TypeError):
+        abort(404)
+    doc = get_db()[f"{RESULTS}.files"].find_one({"_id": oid})
+    if doc is None or (doc.get("metadata") or {}).get("job_id") != clip["_id"]:
+        abort(404)
+    return send_stored(RESULTS, oid)
+
+
+@bp.get("/clips/<job_id>/video")
+@login_required
+def video(job_id):
+    """The annotated result (MP4, or JPEG for a still image); Range requests supported."""
+    return send_stored(RESULTS, _succeeded(job_id)["result"]["output_id"])
+
+
+@bp.get("/clips/<job_id>/poster")
+@login_required
+def poster(job_id):
+    """The result's poster image (the list's thumbnail)."""
+    thumb = _succeeded(job_id)["result"].get("thumbnail_id")
+    if not thumb:
+        abort(404)
+    return send_stored(RESULTS, thumb)
+
+
+@bp.get("/clips/<job_id>/original")
+@login_required
+def original(job_id):
+    """The uploaded file as it was (Range requests supported)."""
+    clip = store.get_clip(job_id, current_user)
+    return send_stored(UPLOADS, clip["input_id"])
+
+
+@bp.get("/clips/<job_id>/files/<file_id>")
+@login_required
+def clip_file(job_id, file_id):
+    """A face crop or explanation image of the clip."""
+    return send_clip_file(store.get_clip(job_id, current_user), file_id)

@@ -81,7 +81,17 @@ def open_container(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as e:
+        if _looks_like_mp4(path):
+            # An MP4/MOV whose index (moov) was never written: a recording or an upload cut short.
+            raise BadInput("the MP4/MOV file is incomplete (its index is missing): the recording or "
+                           "the upload was cut short; upload the complete file") from None
         raise BadInput(f"this is not a video or image file we can read ({_reason(e)})") from None
+
+
+def _looks_like_mp4(path: Path) -> bool:
+    """True when the file starts like an ISO media file (an 'ftyp' box)."""
+    with open(path, "rb") as f:
+        return f.read(12)[4:8] == b"ftyp"
 
 
 def _reason(e: Exception) -> str:
@@ -132,8 +142,24 @@ def video_frames(path: Path, info: VideoInfo) -> Iterator[Frame]:
             ) from None
         if index == 0:
             raise BadInput("the video has no decodable frames")
+        _check_complete(index, info)
     finally:
         container.close()
+
+
+def _check_complete(decoded: int, info: VideoInfo) -> None:
+    """BadInput when far fewer frames decoded than the file declares (truncated or damaged midway).
+
+    Demuxers resynchronise over damaged data and drop what they skip without an error; the count is
+    then the only sign. The slack allows for edit lists and rounding of declared durations.
+    """
+    expected = info.frames or round(info.duration_s * info.fps)
+    if expected and decoded < 0.9 * expected - 2:
+        raise BadInput(
+            f"only {decoded} of the video's {expected} frames could be decoded "
+            f"({decoded / (info.fps or 25):.1f} s of {info.duration_s:.1f} s): the file is truncated "
+            "or damaged"
+        )
 
 
 def read_image(path: Path, *, max_pixels: int) -> np.ndarray:
@@ -145,12 +171,17 @@ def read_image(path: Path, *, max_pixels: int) -> np.ndarray:
         raise BadInput("the file is empty (0 bytes)")
     try:
         with Image.open(path) as im:
-            if im.width * im.height > max_pixels:
-                raise BadInput(f"the image is {im.width}x{im.height}; the limit is {max_pixels:,} pixels")
+            if im.width * im.height > max_pixels or min(im.width, im.height) < 16:
+                raise BadInput(f"the image is {im.width}x{im.height} pixels; supported sizes are from "
+                               f"16 px up to {max_pixels:,} pixels")
             im = ImageOps.exif_transpose(im).convert("RGB")
             return np.ascontiguousarray(np.asarray(im)[:, :, ::-1])
-    except (UnidentifiedImageError, OSError) as e:
-        raise BadInput(f"this image cannot be read ({e.__class__.__name__})") from None
+    except UnidentifiedImageError:
+        raise BadInput("this is not an image file we can read (JPEG, PNG, BMP, WebP or TIFF)") from None
+    except Image.DecompressionBombError:
+        raise BadInput(f"the image is larger than the limit of {max_pixels:,} pixels") from None
+    except OSError as e:
+        raise BadInput(f"the image is truncated or damaged and cannot be read ({e})") from None
 
 
 def is_image(path: Path) -> bool:

@@ -51,7 +51,10 @@ class VideoSink:
                                  options={"movflags": "+faststart"})
         stream = self.container.add_stream(self.codec, rate=self.fps)
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+        # The encoder works in the input's time base too: with 1/fps it would round the timestamps of a
+        # variable-frame-rate clip onto a fixed grid, merging or reordering frames.
         stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
         if self.codec == "libx264":
             stream.options = {"preset": self.preset, "crf": str(self.crf), "profile": "high"}
         else:

@@ -1,4 +1,9 @@
-"""The one frame loop: decode -> (analysis stages) -> encode, for a video or a still image."""
+"""The one frame loop: decode -> detect -> track -> classify -> annotate -> encode, video or still image.
+
+Three threads overlap on the cores: decoding (prefetch), the analysis stages (this thread) and
+encoding (BackgroundWriter). Tracking runs before classification so that the uncertain detections the
+tracker drops are never cropped or classified; the classifier still sees a window of frames per call.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from shared.config import Settings
+from worker.models import get_models
+from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import VideoInfo, is_image, read_image, video_frames
 from worker.pipeline.encode import VideoSink, write_thumbnail
+from worker.pipeline.rules import Rules
+from worker.pipeline.stages import Item, classify_faces, classify_window, detect_faces
+from worker.pipeline.stats import StatsCollector, frame_doc
+from worker.pipeline.threads import BackgroundWriter, prefetch
+from worker.pipeline.track import CutDetector, Tracker, TrackerParams, track_faces
+
+POSTER_WIDTH = 480
+LOST_TRACK_S = 1.2  # a face unseen this long starts a new person when it comes back
 
 
 @dataclass
@@ -20,59 +38,134 @@ class Outcome:
     output_type: str  # MIME type of output_path
     thumbnail_path: Path
     summary: dict = field(default_factory=dict)
+    crops: dict[int, bytes] = field(default_factory=dict)  # track id -> best face JPEG
 
 
-def analyse_video(src: Path, workdir: Path, *, settings: Settings,
-                  on_progress: Callable[..., None] = lambda done, **kw: None) -> Outcome:
-    """Analyse every frame of a video and write the annotated H.264 MP4 and a poster."""
-    info = VideoInfo.from_path(src, max_pixels=settings.max_pixels,
-                               max_seconds=settings.max_video_seconds)
-    out = workdir / "annotated.mp4"
-    thumb = workdir / "poster.jpg"
-    started = time.monotonic()
-    last_time = 0.0
+def _noop(*args, **kwargs) -> None:
+    return None
+
+
+class _Poster:
+    """The annotated frame with the most faces (first such), kept small: the clip's poster."""
+
+    def __init__(self):
+        self.faces = -1
+        self.image: np.ndarray | None = None
+
+    def offer(self, image: np.ndarray, faces: int) -> None:
+        if faces > self.faces:
+            h, w = image.shape[:2]
+            size = (POSTER_WIDTH, max(2, round(h * POSTER_WIDTH / w)))
+            self.image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            self.faces = faces
+
+
+def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, rules: Rules | None = None,
+                  on_progress: Callable[..., None] = _noop,
+                  on_frame: Callable[[dict], None] = _noop) -> Outcome:
+    """Analyse every frame of a video; writes the annotated H.264 MP4 and a poster into workdir.
+
+    on_progress(done_frames, total=...) may raise Cancelled; on_frame gets each frame document.
+    """
+    # Probe first: a file that cannot be analysed fails before any model is loaded.
+    info = VideoInfo.from_path(src, max_pixels=settings.max_pixels, max_seconds=settings.max_video_seconds)
+    models = models or get_models()
+    rules = rules or Rules()
+    out, thumb = workdir / "annotated.mp4", workdir / "poster.jpg"
+    tracker = Tracker(TrackerParams(lost_frames=max(5, round(LOST_TRACK_S * (info.fps or 25)))))
+    collector = StatsCollector(rules)
+    poster = _Poster()
     expected = info.frames or round(info.duration_s * info.fps) or None
-    with VideoSink(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                   max_height=settings.output_max_height, preset=settings.encoder_preset) as sink:
-        for frame in video_frames(src, info):
-            if frame.index == 0:
-                write_thumbnail(frame.image, thumb)
-            sink.write(frame.image, frame.pts)
-            last_time = frame.time_s
-            on_progress(frame.index + 1, total=expected)
+    started = time.monotonic()
+    last_t = 0.0
+    sink = VideoSink(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                     max_height=settings.output_max_height, preset=settings.encoder_preset, gpu=models.gpu)
+    frames = prefetch(video_frames(src, info), maxsize=4, name="decode")
+    items = detect_faces(frames, models.video_detector)
+    items = track_faces(items, tracker, cuts=CutDetector())
+    items = classify_faces(items, models.classifier, rules)
+    try:
+        with BackgroundWriter(sink, maxsize=4, name="encode") as writer:
+            for item in items:
+                collector.add(item.index, item.t, item.faces, item.image)
+                on_frame(frame_doc(item.index, item.t, item.faces))
+                annotate(item.image, item.faces)
+                poster.offer(item.image, len(item.faces))
+                writer.write(item.image, item.pts)
+                last_t = item.t
+                on_progress(item.index + 1, total=expected)
+    finally:
+        # Stops the decode thread at once on cancel or error (not only when garbage is collected).
+        items.close()
+        frames.close()
     seconds = time.monotonic() - started
-    duration = max(info.duration_s, last_time)
-    return Outcome(
-        output_path=out, output_type="video/mp4", thumbnail_path=thumb,
-        summary={
-            "frames": sink.frames, "duration_s": round(duration, 3), "fps": round(info.fps, 3),
-            "width": info.width, "height": info.height, "codec_in": info.codec,
-            "rotation": info.rotation, "encoder": sink.codec,
-            "output_width": sink.width, "output_height": sink.height,
-            "processing_s": round(seconds, 2),
-            "processing_fps": round(sink.frames / seconds, 2) if seconds else None,
-        },
-    )
+    write_thumbnail(poster.image, thumb, width=POSTER_WIDTH)
+    stats, crops = collector.summary()
+    frame_step = 1 / info.fps if info.fps else 0.0
+    duration = max(info.duration_s, last_t + frame_step)
+    summary = {
+        "frames": sink.frames, "duration_s": round(duration, 3), "fps": round(info.fps, 3),
+        "width": info.width, "height": info.height, "rotation": info.rotation, "codec_in": info.codec,
+        "output_width": sink.width, "output_height": sink.height, "encoder": sink.codec,
+        "processing_s": round(seconds, 2),
+        "processing_fps": round(sink.frames / seconds, 2) if seconds else None,
+        **stats,
+        "models": models.describe(),
+        "settings": _settings_record(rules, tracker.params, settings),
+    }
+    return Outcome(output_path=out, output_type="video/mp4", thumbnail_path=thumb, summary=summary,
+                   crops=crops)
 
 
-def analyse_image(src: Path, workdir: Path, *, settings: Settings,
-                  on_progress: Callable[..., None] = lambda done, **kw: None) -> Outcome:
-    """Analyse a still image and write the annotated JPEG."""
-    from PIL import Image
-
+def analyse_image(src: Path, workdir: Path, *, settings: Settings, models=None, rules: Rules | None = None,
+                  on_progress: Callable[..., None] = _noop,
+                  on_frame: Callable[[dict], None] = _noop) -> Outcome:
+    """Analyse a still image through the same stages; writes the annotated JPEG and a poster."""
+    started = time.monotonic()
     image = read_image(src, max_pixels=settings.max_pixels)
+    models = models or get_models()
+    rules = (rules or Rules()).for_images()
+    faces = models.still_detector(image)
+    # One frame: every detected face is a person of its own (no motion to link them by).
+    faces.track_id = np.arange(1, len(faces) + 1, dtype=np.int32)
+    item = Item(index=0, t=0.0, image=image, faces=faces)
+    classify_window([item], classifier=models.classifier, rules=rules)
+    collector = StatsCollector(rules)
+    collector.add(0, 0.0, item.faces, image)
+    on_frame(frame_doc(0, 0.0, item.faces))
+    annotate(image, item.faces)
     out = workdir / "annotated.jpg"
-    Image.fromarray(image[:, :, ::-1]).save(out, format="JPEG", quality=90)
-    thumb = write_thumbnail(image, workdir / "poster.jpg")
-    on_progress(1, force=True)
+    cv2.imwrite(str(out), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    thumb = write_thumbnail(image, workdir / "poster.jpg", width=min(POSTER_WIDTH, image.shape[1]))
+    on_progress(1, total=1, force=True)
+    stats, crops = collector.summary()
     h, w = image.shape[:2]
-    return Outcome(output_path=out, output_type="image/jpeg", thumbnail_path=thumb,
-                   summary={"frames": 1, "duration_s": 0.0, "width": w, "height": h})
+    seconds = time.monotonic() - started
+    summary = {
+        "frames": 1, "duration_s": 0.0, "fps": None, "width": w, "height": h, "rotation": 0,
+        "codec_in": src.suffix.lstrip(".").lower() or None, "output_width": w, "output_height": h,
+        "encoder": "jpeg", "processing_s": round(seconds, 2),
+        "processing_fps": round(1 / seconds, 2) if seconds else None,
+        **stats,
+        "models": models.describe(image=True),
+        "settings": _settings_record(rules, None, settings),
+    }
+    return Outcome(output_path=out, output_type="image/jpeg", thumbnail_path=thumb, summary=summary,
+                   crops=crops)
 
 
-def analyse(src: Path, workdir: Path, *, kind: str, settings: Settings,
-            on_progress: Callable[..., None] = lambda done, **kw: None) -> Outcome:
-    """Analyse a video or a still image (kind 'video' | 'image')."""
-    if kind == "image" or (kind != "video" and is_image(src)):
-        return analyse_image(src, workdir, settings=settings, on_progress=on_progress)
-    return analyse_video(src, workdir, settings=settings, on_progress=on_progress)
+def _settings_record(rules: Rules, tracker: TrackerParams | None, settings: Settings) -> dict:
+    """The analysis settings recorded with a result: rules, tracker, output cap and encoder preset."""
+    return {
+        "rules": rules.describe(),
+        "tracker": tracker.describe() if tracker else None,
+        "output_max_height": settings.output_max_height,
+        "encoder_preset": settings.encoder_preset,
+    }
+
+
+def analyse(src: Path, workdir: Path, *, kind: str, settings: Settings, models=None,
+            on_progress: Callable[..., None] = _noop, on_frame: Callable[[dict], None] = _noop) -> Outcome:
+    """Analyse a video or a still image (kind 'video' | 'image'; anything else: by file name)."""
+    fn = analyse_image if kind == "image" or (kind != "video" and is_image(src)) else analyse_video
+    return fn(src, workdir, settings=settings, models=models, on_progress=on_progress, on_frame=on_frame)

@@ -1,0 +1,153 @@
+"""The mask classifier as the worker runs it: crops, both backends, batching, integrity checks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models import data
+from shared.config import ROOT
+from shared.errors import MissingAsset
+from worker.pipeline.classify import (
+    MARGIN,
+    MODEL_DIR,
+    MaskClassifier,
+    SeedClassifier,
+    crop_faces,
+    load_classifier,
+)
+from worker.pipeline.faces import MASKED, UNMASKED
+
+
+@pytest.fixture(scope="module")
+def litert():
+    """Our classifier on LiteRT (the CPU worker's path)."""
+    return MaskClassifier(backend="litert")
+
+
+@pytest.fixture(scope="module")
+def keras_backend():
+    """Our classifier on Keras/TensorFlow (the GPU worker's path, here on CPU)."""
+    return MaskClassifier(backend="keras")
+
+
+@pytest.fixture(scope="module")
+def labelled_crops(asset, litert):
+    """A few real web crops per class from mask_crops: (images, labels)."""
+    folder = asset("mask_crops")
+    images, labels = [], []
+    for sub, label in (("with_mask", MASKED), ("without_mask", UNMASKED)):
+        for path in sorted((folder / sub).iterdir())[:6]:
+            h, w = (img := data.read_bgr(path)).shape[:2]
+            images.append(crop_faces(img, [[0, 0, w, h]], litert.input_size, margin=0.0)[0])
+            labels.append(label)
+    return np.stack(images), np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def val_faces(asset, litert):
+    """Faces of 48 px and more from a few validation scenes (never trained on), cut as the worker does."""
+    records = data.scene_records(asset("mask_scenes"), "val")
+    crops = data.crops_of((r for _, r in zip(range(40), records)), litert.input_size)
+    return crops.take((crops.short_side >= 48) & (crops.labels < 2))
+
+
+def test_crop_faces_square_rgb_and_clipped_at_the_frame_edge():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[..., 0] = 255  # pure blue in BGR
+    crops = crop_faces(frame, np.array([[-20, -20, 30, 30], [150, 40, 190, 90]]), 64)
+    assert crops.shape == (2, 64, 64, 3) and crops.dtype == np.uint8
+    assert (crops[..., 2] == 255).all() and (crops[..., :2] == 0).all()  # blue, now in RGB order
+    assert crop_faces(frame, np.zeros((0, 4)), 64).shape == (0, 64, 64, 3)
+
+
+def test_crop_adds_the_margin_around_the_box():
+    frame = np.zeros((200, 200, 3), np.uint8)
+    frame[80:120, 80:120] = 255  # a 40 px "face"
+    crop = crop_faces(frame, [[80, 80, 120, 120]], 100)[0]
+    inner = round(100 / (1 + 2 * MARGIN))
+    lit = np.flatnonzero(crop[50, :, 0] > 127)
+    assert abs(len(lit) - inner) <= 2 and abs(lit[0] - (100 - inner) / 2) <= 2
+
+
+def test_masked_and_unmasked_real_faces_are_classified_right(litert, labelled_crops, val_faces):
+    images, labels = labelled_crops
+    assert (litert(images).argmax(axis=1) == labels).all()
+    pred = litert(val_faces.images).argmax(axis=1)
+    assert len(val_faces) >= 10 and np.mean(pred == val_faces.labels) >= 0.9
+
+
+def test_litert_and_keras_give_the_same_probabilities(litert, keras_backend, labelled_crops):
+    images, _ = labelled_crops
+    a, b = litert(images), keras_backend(images)
+    assert a.shape == (len(images), 3) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=2e-3)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["litert", "keras"])
+def test_a_batch_equals_one_face_at_a_time(backend, litert, keras_backend, labelled_crops):
+    clf = litert if backend == "litert" else keras_backend
+    images, _ = labelled_crops
+    clf.batch_size = 5  # several chunks, the last one short
+    try:
+        batched = clf(images)
+    finally:
+        clf.batch_size = 64
+    single = np.concatenate([clf(images[i : i + 1]) for i in range(len(images))])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_a_model_file_that_differs_from_model_json_is_refused(tmp_path):
+    copy = tmp_path / "mask_classifier"
+    shutil.copytree(MODEL_DIR, copy)
+    with open(copy / "mask_classifier.tflite", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(MissingAsset, match="sha256 .* but model.json expects"):
+        MaskClassifier(copy, backend="litert")
+    MaskClassifier(copy, backend="keras")  # the untouched file still loads
+
+
+def test_wrong_crop_size_is_a_clear_error(litert):
+    with pytest.raises(ValueError, match="expected"):
+        litert(np.zeros((1, 50, 50, 3), np.uint8))
+
+
+def test_the_cpu_path_does_not_import_tensorflow():
+    code = (
+        "import sys, numpy as np\n"
+        "from worker.pipeline.classify import load_classifier\n"
+        "c = load_classifier('auto')\n"
+        "p = c(np.zeros((3, c.input_size, c.input_size, 3), np.uint8))\n"
+        "assert c.backend == 'litert' and p.shape == (3, 3), (c.backend, p.shape)\n"
+        "assert 'tensorflow' not in sys.modules\n"
+    )
+    env = {"PYTHONPATH": str(ROOT), "WORKER_DEVICE": "cpu", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+def test_worker_device_setting_picks_the_backend(settings):
+    from shared.config import set_settings
+
+    try:
+        set_settings(settings.replace(worker_device="gpu"))
+        assert load_classifier().backend == "keras"
+        set_settings(settings.replace(worker_device="cpu"))
+        assert load_classifier().backend == "litert"
+    finally:
+        set_settings(settings)
+
+
+def test_seed_classifier_maps_to_three_columns(labelled_crops):
+    images, labels = labelled_crops
+    seed = SeedClassifier()
+    probs = seed(images)
+    assert probs.shape == (len(images), 3) and (probs[:, 2] == 0).all()
+    assert np.mean(probs.argmax(axis=1) == labels) >= 0.8
+    per_face = SeedClassifier(per_face=True)
+    np.testing.assert_allclose(per_face(images[:2]), probs[:2], atol=1e-4)

@@ -1,0 +1,42 @@
+"""Submitting files as jobs through the real queue, and reading back what the worker stored."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from shared import jobs, storage
+from shared.celery_app import PROCESS_JOB, enqueue
+from shared.db import RESULTS, UPLOADS, get_db
+
+CONTENT_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-matroska",
+                 ".avi": "video/x-msvideo", ".webm": "video/webm", ".m4a": "audio/mp4",
+                 ".jpg": "image/jpeg", ".png": "image/png"}
+
+
+def submit(path: Path, *, kind: str = "video", filename: str | None = None) -> dict:
+    """Store a file in GridFS, create its job and queue it by name, as the web does; the job."""
+    path = Path(path)
+    name = filename or path.name
+    ctype = CONTENT_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
+    with open(path, "rb") as f:
+        file_id = storage.put(UPLOADS, f, name, content_type=ctype)
+    job = jobs.create(owner="tester", filename=name, kind=kind, input_id=file_id,
+                      size=path.stat().st_size, content_type=ctype)
+    enqueue(PROCESS_JOB, str(job["_id"]))
+    return job
+
+
+def result_files(job_id) -> list[dict]:
+    """`results` GridFS file documents of a job."""
+    return list(get_db()[f"{RESULTS}.files"].find({"metadata.job_id": job_id}))
+
+
+def temp_dirs(job_id) -> list[Path]:
+    """The worker's temp folders of a job still on disk (the worker runs on this machine)."""
+    return list(Path(tempfile.gettempdir()).glob(f"maskwatch-{job_id}-*"))
+
+
+def fetch_output(job: dict, dest: Path) -> Path:
+    """The annotated output of a finished job, copied to dest."""
+    return storage.save_to(RESULTS, job["result"]["output_id"], dest)

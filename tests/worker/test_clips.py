@@ -1,0 +1,89 @@
+"""The four real clips through the real queue and a real worker: labels, timing, output format, storage."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from shared import storage
+from shared.db import RESULTS
+from tests.conftest import wait_for_job
+from tests.media import probe
+from tests.worker.helpers import fetch_output, result_files, submit, temp_dirs
+
+pytestmark = pytest.mark.slow
+
+
+def masked_share(result: dict) -> float:
+    ff = result["face_frames"]
+    return ff["masked"] / ff["total"]
+
+
+def check_stored(done: dict, src, tmp_path, mongo) -> dict:
+    """Assertions every analysed clip must meet; the result."""
+    assert done["status"] == "succeeded", done["error"]
+    r = done["result"]
+    src_info = probe(src)
+    out_info = probe(fetch_output(done, tmp_path / "out.mp4"))
+    assert r["frames"] == src_info["frames"] == out_info["frames"]
+    assert out_info["codec"] == "h264" and out_info["pix_fmt"] == "yuv420p" and out_info["faststart"]
+    assert (out_info["width"], out_info["height"]) == (r["output_width"], r["output_height"])
+    # One frame document per frame, numbered 0..n-1, with the counts of its faces.
+    assert mongo.frames.count_documents({"job_id": done["_id"]}) == r["frames"]
+    last = mongo.frames.find_one({"job_id": done["_id"], "frame": r["frames"] - 1})
+    assert last["counts"]["faces"] == len(last["faces"])
+    # Per-person best faces are JPEGs in `results`, tagged with the job; nothing else is left over.
+    files = result_files(done["_id"])
+    roles = sorted(f["metadata"]["role"] for f in files)
+    with_crop = [p for p in r["persons"] if p["crop_id"] is not None]
+    assert roles == sorted(["annotated", "poster"] + ["face"] * len(with_crop))
+    assert len(with_crop) == r["people"]["total"] >= 1
+    jpeg = storage.open_file(RESULTS, with_crop[0]["crop_id"]).read()
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
+    assert r["models"]["classifier"]["sha256"] and r["models"]["detector"]["sha256"]
+    assert not temp_dirs(done["_id"])
+    return r
+
+
+def test_masked_clip(worker, asset, tmp_path, mongo):
+    src = asset("clip_with_mask")
+    done = wait_for_job(submit(src, filename="with_mask.mp4")["_id"], timeout=240)
+    r = check_stored(done, src, tmp_path, mongo)
+    assert masked_share(r) >= 0.9, r["face_frames"]
+    assert r["people"]["masked"] >= 1 and r["people"]["unmasked"] == 0 and r["compliance_rate"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["clip_without_mask", "clip_without_mask_2"])
+def test_unmasked_clips(worker, asset, tmp_path, mongo, name):
+    src = asset(name)
+    done = wait_for_job(submit(src, filename=f"{name}.mp4")["_id"], timeout=240)
+    r = check_stored(done, src, tmp_path, mongo)
+    assert masked_share(r) <= 0.1, r["face_frames"]
+    assert r["people"]["unmasked"] >= 1 and r["people"]["masked"] == 0 and r["compliance_rate"] == 0.0
+
+
+def test_putting_a_mask_on_changes_the_label_in_the_right_second(worker, asset, tmp_path, mongo):
+    src = asset("clip_puts_mask_on")
+    done = wait_for_job(submit(src, filename="puts_mask_on.mp4")["_id"], timeout=240)
+    r = check_stored(done, src, tmp_path, mongo)
+    seconds = r["bins"]["second"]
+
+    def majority(b: dict) -> str | None:
+        if b["faces"] < 10:
+            return None  # the face is away for most of this second
+        return "masked" if b["masked"] > b["unmasked"] + b["incorrect"] else "unmasked"
+
+    labels = [majority(b) for b in seconds]
+    # t 1.0-4.6 s no mask; 4.6-5.3 s no face; 5.3-8.9 s mask.
+    assert labels[1:4] == ["unmasked"] * 3, labels
+    assert labels[6:9] == ["masked"] * 3, labels
+    first_masked = next(i for i in range(4, len(labels)) if labels[i] == "masked")
+    assert first_masked == 5, labels
+    # The same from the frame documents: the last unmasked face-frame before the change and the first
+    # masked one after it fall on either side of the no-face gap.
+    docs = list(mongo.frames.find({"job_id": done["_id"], "t": {"$gte": 3.0, "$lt": 7.0}}))
+    unmasked_t = [d["t"] for d in docs for f in d["faces"] if f["label"] == "unmasked"]
+    masked_after = [d["t"] for d in docs for f in d["faces"] if f["label"] == "masked" and d["t"] > 4.6]
+    assert max(unmasked_t) < 4.7 and 5.2 < min(masked_after) < 6.0
+    assert r["people"]["masked"] >= 1 and r["people"]["unmasked"] >= 1

@@ -1,0 +1,146 @@
+"""What goes wrong, through the real queue: a killed worker, a cancel, and a corpus of bad files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from shared import jobs
+from shared.db import RESULTS
+from tests.conftest import wait_for_job
+from tests.media import make_clip, make_vfr_clip, probe
+from tests.worker.helpers import result_files, submit, temp_dirs
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not {what} after {timeout}s")
+
+
+def test_a_killed_pool_process_redelivers_and_ends_with_one_set_of_everything(worker, asset, tmp_path, mongo):
+    src = asset("clip_without_mask_2")
+    job = submit(src, filename="kill_me.mp4")
+    # Killed once the first attempt has stored frame documents (written 100 at a time).
+    wait_until(lambda: mongo.frames.count_documents({"job_id": job["_id"]}) > 0, 180, "writing frames")
+    first_run = jobs.get(job["_id"])["run_id"]
+    children = worker.children()
+    assert children, "no pool process to kill"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    done = wait_for_job(job["_id"], timeout=240)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 2 and done["run_id"] != first_run
+    frames = probe(src)["frames"]
+    assert done["result"]["frames"] == frames
+    assert mongo.frames.count_documents({"job_id": job["_id"]}) == frames
+    numbers = mongo.frames.distinct("frame", {"job_id": job["_id"]})
+    assert sorted(numbers) == list(range(frames))
+    files = result_files(job["_id"])
+    assert [f["metadata"]["role"] for f in files].count("annotated") == 1
+    assert {f["_id"] for f in files if f["metadata"]["role"] == "annotated"} == {done["result"]["output_id"]}
+    # No orphaned chunks: every chunk belongs to a file of this job that the result points at.
+    ids = {f["_id"] for f in files}
+    chunk_owners = set(mongo[f"{RESULTS}.chunks"].distinct("files_id", {"files_id": {"$in": list(ids)}}))
+    assert chunk_owners == ids
+    assert not temp_dirs(job["_id"])
+    # The worker is still up and serving (a fresh pool process took over).
+    assert worker.proc.poll() is None
+
+
+def test_cancel_stops_a_running_job_within_two_seconds(worker, tmp_path, mongo):
+    src = make_clip(tmp_path / "long.mp4", frames=1500, size=(320, 240))
+    job = submit(src)
+    wait_until(lambda: (jobs.get(job["_id"]).get("frames_done") or 0) > 0, 120, "started")
+    asked = time.monotonic()
+    jobs.cancel(job["_id"])
+    done = wait_for_job(job["_id"], timeout=30)
+    took = time.monotonic() - asked
+    assert done["status"] == "cancelled" and done["error"] == "cancelled by the user"
+    assert took < 2.5, took
+    assert mongo.frames.count_documents({"job_id": job["_id"]}) == 0
+    assert result_files(job["_id"]) == [] and not temp_dirs(job["_id"])
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=44100)
+        for i in range(20):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts, f.time_base = 44100, i * 1024, Fraction(1, 44100)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def _damaged_midway(src: Path, dest: Path) -> Path:
+    data = bytearray(src.read_bytes())
+    n = len(data)
+    data[n // 3:n // 3 + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def bad_files(d: Path) -> list[tuple[str, Path, str, str]]:
+    """(case, file, kind, what the user must be told) for every kind of unusable upload."""
+    good = make_clip(d / "good.mp4", frames=60, size=(320, 240))
+    good_mkv = make_clip(d / "good.mkv", frames=60, size=(320, 240), fmt="matroska")
+    data, mkv = good.read_bytes(), good_mkv.read_bytes()
+    (d / "notes.mp4").write_text("hello, this is not a video")
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "cut.mp4").write_bytes(data[: len(data) // 2])
+    (d / "cut.mkv").write_bytes(mkv[: len(mkv) // 2])
+    photo = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 256, (240, 320, 3), np.uint8))[1]
+    (d / "cut.jpg").write_bytes(photo.tobytes()[: len(photo) // 2])
+    mjpeg = {"codec": "mjpeg", "fmt": "avi", "pix_fmt": "yuvj420p", "frames": 2}
+    huge = make_clip(d / "huge.avi", size=(4400, 2200), **mjpeg)
+    tiny = make_clip(d / "tiny.avi", size=(8, 8), **mjpeg)
+    long = make_vfr_clip(d / "long.mp4", [0.0, 0.04, 4.5 * 3600])
+    return [
+        ("not a video", d / "notes.mp4", "video", "not a video or image file we can read"),
+        ("zero bytes", d / "empty.mp4", "video", "the file is empty (0 bytes)"),
+        ("truncated mp4", d / "cut.mp4", "video", "incomplete (its index is missing)"),
+        ("truncated mkv", d / "cut.mkv", "video", "the file is truncated or damaged"),
+        ("no video stream", _audio_only(d / "voice.m4a"), "video", "the file has no video stream"),
+        ("damaged midway", _damaged_midway(good, d / "damaged.mp4"), "video", "the video is damaged after"),
+        ("damaged midway mkv", _damaged_midway(good_mkv, d / "damaged.mkv"), "video",
+         "could be decoded"),
+        ("absurd dimensions", huge, "video", "the video is 4400x2200 pixels; supported sizes"),
+        ("too small", tiny, "video", "the video is 8x8 pixels; supported sizes"),
+        ("too long", long, "video", "the video lasts 270 minutes; the limit is 240 minutes"),
+        ("truncated image", d / "cut.jpg", "image", "the image is truncated or damaged"),
+        ("not an image", d / "notes.mp4", "image", "not an image file we can read"),
+    ]
+
+
+def test_bad_files_fail_with_a_sentence_and_the_worker_stays_up(worker, tmp_path, mongo):
+    cases = bad_files(tmp_path)
+    submitted = [(case, submit(path, kind=kind)["_id"], expect) for case, path, kind, expect in cases]
+    for case, job_id, expect in submitted:
+        done = wait_for_job(job_id, timeout=120)
+        assert done["status"] == "failed", (case, done["status"])
+        assert expect in done["error"], (case, done["error"])
+        assert "internal error" not in done["error"], case
+        assert done["result"] is None
+        assert mongo.frames.count_documents({"job_id": job_id}) == 0, case
+        assert result_files(job_id) == [] and not temp_dirs(job_id), case
+    # Still up, and the next good file goes through.
+    good = wait_for_job(submit(tmp_path / "good.mp4")["_id"], timeout=120)
+    assert good["status"] == "succeeded", good["error"]
+    assert worker.proc.poll() is None

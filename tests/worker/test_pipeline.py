@@ -1,0 +1,148 @@
+"""The frame loop on its own (no queue): containers and codecs, rotation, variable frame rate, odd sizes,
+still images, batching across frames, frame documents, cancel. The mask network is a stand-in here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from shared.config import Settings
+from shared.errors import Cancelled
+from tests.media import (
+    frame_times,
+    make_clip,
+    make_vfr_clip,
+    probe,
+    set_display_rotation,
+    walking_faces,
+    write_frames,
+)
+from worker.pipeline import run
+
+SETTINGS = Settings()
+
+
+def analyse(src: Path, workdir: Path, models, **kw):
+    docs: list[dict] = []
+    outcome = run.analyse(src, workdir, kind=kw.pop("kind", "video"), settings=kw.pop("settings", SETTINGS),
+                          models=models, on_frame=docs.append, **kw)
+    return outcome, docs
+
+
+@pytest.mark.parametrize(("name", "fmt", "codec", "pix_fmt", "size"), [
+    ("h264.mp4", None, "libx264", "yuv420p", (322, 242)),
+    ("hevc.mov", "mov", "libx265", "yuv420p", (320, 240)),
+    ("mpeg4.mkv", "matroska", "mpeg4", "yuv420p", (320, 240)),
+    ("mjpeg-odd.avi", "avi", "mjpeg", "yuvj420p", (321, 241)),
+    ("vp8.webm", "webm", "libvpx", "yuv420p", (320, 240)),
+    ("vp9.webm", "webm", "libvpx-vp9", "yuv420p", (320, 240)),
+    ("h264-444-odd.mkv", "matroska", "libx264", "yuv444p", (321, 241)),
+])
+def test_every_container_and_codec_gives_browser_h264(tmp_path, plumbing_models, name, fmt, codec, pix_fmt,
+                                                        size):
+    src = make_clip(tmp_path / name, frames=12, size=size, codec=codec, fmt=fmt, pix_fmt=pix_fmt)
+    outcome, docs = analyse(src, tmp_path, plumbing_models)
+    info = probe(outcome.output_path)
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["faststart"]
+    assert info["frames"] == 12 == outcome.summary["frames"] == len(docs)
+    # yuv420p needs even sizes: odd ones lose their last column/row, nothing is stretched.
+    assert (info["width"], info["height"]) == (size[0] - size[0] % 2, size[1] - size[1] % 2)
+    assert outcome.summary["width"] == size[0] and outcome.summary["height"] == size[1]
+    assert outcome.output_type == "video/mp4" and outcome.thumbnail_path.stat().st_size > 0
+
+
+def test_phone_clip_is_turned_upright(tmp_path, plumbing_models):
+    marked = []
+    for _ in range(6):
+        img = np.zeros((240, 320, 3), np.uint8)
+        img[:60, :80] = (0, 0, 255)  # a red block in the stored picture's top-left corner
+        marked.append(img)
+    src = set_display_rotation(write_frames(tmp_path / "phone.mp4", marked), 90)
+    outcome, docs = analyse(src, tmp_path, plumbing_models)
+    s = outcome.summary
+    assert (s["width"], s["height"], s["rotation"]) == (240, 320, 270)
+    info = probe(outcome.output_path)
+    assert (info["width"], info["height"]) == (240, 320)
+    import av
+
+    with av.open(str(outcome.output_path)) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="bgr24")
+    ys, xs = np.nonzero((first[:, :, 2] > 150) & (first[:, :, 1] < 100))
+    # Turned clockwise for display, as players do: the block is now in the top-right corner.
+    assert ys.mean() < 80 and xs.mean() > 160
+
+
+def test_variable_frame_rate_keeps_every_frame_at_its_time(tmp_path, plumbing_models):
+    times = [0.0, 0.04, 0.08, 0.2, 0.24, 0.5, 0.52, 0.9, 1.0, 1.6]
+    src = make_vfr_clip(tmp_path / "vfr.mp4", times)
+    assert frame_times(src) == pytest.approx(times, abs=1e-3)
+    outcome, docs = analyse(src, tmp_path, plumbing_models)
+    assert frame_times(outcome.output_path) == pytest.approx(times, abs=1e-3)
+    assert [d["t"] for d in docs] == pytest.approx(times, abs=1e-3)
+    assert [d["frame"] for d in docs] == list(range(len(times)))
+
+
+def face_images(asset, names: list[str]) -> list[np.ndarray]:
+    root = asset("mask_crops")
+    return [cv2.imread(str(root / n)) for n in names]
+
+
+def test_faces_of_several_frames_are_classified_in_one_call(tmp_path, plumbing_models, asset):
+    faces = face_images(asset, ["without_mask/without_mask_0001.jpg", "without_mask/without_mask_0002.jpg"])
+    frames = (f for f, _ in walking_faces(faces, frames=20, size=(480, 270), face_px=90, step=2))
+    src = write_frames(tmp_path / "two.mp4", frames)
+    outcome, docs = analyse(src, tmp_path, plumbing_models)
+    calls = plumbing_models.classifier.calls
+    # 20 frames, 2 faces each, a window of 8 frames: 3 calls of 16, 16 and 8 crops, not 40 calls.
+    assert sum(calls) == sum(len(d["faces"]) for d in docs) == 40
+    assert len(calls) == 3 and max(calls) == 16
+    s = outcome.summary
+    assert s["people"]["total"] == 2 and s["face_frames"]["total"] == 40
+    assert {f["track"] for d in docs for f in d["faces"]} == {1, 2}
+    assert s["models"]["classifier"]["name"] == "colour-stand-in"
+    assert s["models"]["detector"]["name"] == "yunet" and len(s["models"]["detector"]["sha256"]) == 64
+    assert s["settings"]["rules"]["classify_window"] == 8
+
+
+def test_cancel_stops_the_loop_and_its_threads(tmp_path, plumbing_models):
+    src = make_clip(tmp_path / "long.mp4", frames=300, size=(320, 240))
+    before = threading.active_count()
+    seen = []
+
+    def on_progress(done, **kw):
+        seen.append(done)
+        if done == 20:
+            raise Cancelled("cancelled by the user")
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        run.analyse(src, tmp_path, kind="video", settings=SETTINGS, models=plumbing_models,
+                    on_progress=on_progress)
+    assert time.monotonic() - started < 10
+    assert seen[-1] == 20
+    assert threading.active_count() == before  # decode and encode threads are gone
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_still_image_goes_through_the_same_stages(tmp_path, plumbing_models, asset, suffix):
+    faces = face_images(asset, ["without_mask/without_mask_0003.jpg", "with_mask/with_mask_0007.jpg"])
+    frame, boxes = next(walking_faces(faces, frames=1, size=(640, 360), face_px=120))
+    src = tmp_path / f"photo{suffix}"
+    cv2.imwrite(str(src), frame)
+    outcome, docs = analyse(src, tmp_path, plumbing_models, kind="image")
+    assert outcome.output_type == "image/jpeg"
+    out = cv2.imread(str(outcome.output_path))
+    assert out.shape == frame.shape and not np.array_equal(out, frame)  # annotated
+    assert len(docs) == 1 and docs[0]["frame"] == 0 and len(docs[0]["faces"]) == 2
+    s = outcome.summary
+    assert s["frames"] == 1 and s["people"]["total"] == 2 and set(outcome.crops) == {1, 2}
+    for face, truth in zip(sorted(docs[0]["faces"], key=lambda f: f["box"][0]), boxes, strict=True):
+        x1, y1, x2, y2 = face["box"]
+        assert abs((x1 + x2) / 2 - (truth[0] + truth[2]) / 2) < 30
+    assert s["models"]["detector"]["params"]["profile"] == "still"

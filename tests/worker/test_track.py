@@ -1,0 +1,100 @@
+"""The tracker: stable ids through motion, crossings, short gaps and uncertain frames; noise never counted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.pipeline.faces import Faces
+from worker.pipeline.track import Tracker, TrackerParams, iou_matrix, track_faces
+
+
+def faces(*boxes_scores) -> Faces:
+    """Faces from (x1, y1, x2, y2, score) tuples."""
+    rows = np.array(boxes_scores, np.float32).reshape(-1, 5)
+    return Faces(xyxy=rows[:, :4], score=rows[:, 4])
+
+
+@dataclass
+class It:
+    faces: Faces
+
+
+def run(frames: list[Faces], params: TrackerParams | None = None) -> list[Faces]:
+    """Public-id faces of each frame, through the track_faces stage."""
+    out = list(track_faces((It(f) for f in frames), Tracker(params)))
+    assert len(out) == len(frames)
+    return [o.faces for o in out]
+
+
+def box(cx: float, cy: float, size: float, score: float = 0.9) -> tuple:
+    return (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2, score)
+
+
+def test_iou_matrix():
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    b = np.array([[5, 0, 15, 10]], np.float32)
+    iou = iou_matrix(a, b)
+    assert iou.shape == (2, 1)
+    assert abs(iou[0, 0] - 50 / 150) < 1e-6 and iou[1, 0] == 0
+    # Growing boxes makes near misses overlap: what keeps small, fast faces on their track.
+    far = np.array([[12, 0, 22, 10]], np.float32)
+    assert iou_matrix(a[:1], far)[0, 0] == 0 and iou_matrix(a[:1], far, buffer=0.3)[0, 0] > 0
+
+
+def test_two_faces_crossing_keep_their_ids():
+    # Two 40-px faces walk towards each other on slightly different rows and cross at frame 20.
+    frames = [faces(box(100 + 8 * i, 200, 40), box(420 - 8 * i, 215, 40)) for i in range(41)]
+    out = run(frames)
+    first = {int(t) for t in out[0].track_id}
+    assert first == {1, 2}
+    left_walker = [int(f.track_id[np.argmin(np.abs(f.xyxy[:, 0] - (80 + 8 * i)))]) for i, f in enumerate(out)]
+    assert len(set(left_walker)) == 1, left_walker
+
+
+def test_a_short_gap_keeps_the_id_a_long_one_starts_a_new_person():
+    params = TrackerParams(lost_frames=10)
+    seen = [faces(box(100 + 3 * i, 100, 50)) for i in range(10)]
+    gap = [Faces.empty()] * 8
+    back = [faces(box(100 + 3 * i, 100, 50)) for i in range(18, 25)]  # moved on meanwhile
+    out = run(seen + gap + back, params)
+    ids = [int(f.track_id[0]) for f in out if len(f)]
+    assert set(ids) == {1}
+    long_gap = [Faces.empty()] * 15
+    out = run(seen + long_gap + [faces(box(100 + 3 * i, 100, 50)) for i in range(25, 30)], params)
+    ids = [int(f.track_id[0]) for f in out if len(f)]
+    assert ids[:10] == [1] * 10 and set(ids[10:]) == {2}
+
+
+def test_uncertain_detections_extend_a_track_but_never_start_one():
+    frames = [faces(box(200 + 2 * i, 150, 60, 0.9 if i < 5 or i > 9 else 0.4)) for i in range(15)]
+    out = run(frames)
+    assert [int(f.track_id[0]) for f in out] == [1] * 15
+    # A lone uncertain face is dropped: it is more often a false detection than a person.
+    out = run([faces(box(300, 300, 40, 0.45)) for _ in range(10)])
+    assert all(len(f) == 0 for f in out)
+
+
+def test_one_frame_flicker_is_not_a_person_but_its_first_frames_get_the_id():
+    frames = [faces(box(100, 100, 40)) for _ in range(5)]
+    frames[2] = faces(box(100, 100, 40), box(400, 300, 30))  # a false detection on one frame
+    out = run(frames)
+    assert [len(f) for f in out] == [1, 1, 2, 1, 1]
+    assert sorted(int(t) for t in out[2].track_id) == [-1, 1]
+    # The real face's very first frame already carries its id (output lags by min_hits - 1).
+    assert int(out[0].track_id[0]) == 1
+
+
+def test_ids_follow_constant_velocity_through_a_gap():
+    # A small face moving 12 px/frame (more than its size in 2 frames) disappears for 3 frames.
+    frames = [faces(box(50 + 12 * i, 100, 16)) for i in range(8)]
+    frames += [Faces.empty()] * 3
+    frames += [faces(box(50 + 12 * i, 100, 16)) for i in range(11, 16)]
+    out = run(frames)
+    assert {int(t) for f in out for t in f.track_id} == {1}
+
+
+def test_low_scores_are_filtered_before_tracking():
+    out = run([faces(box(100, 100, 40, 0.1))] * 4)
+    assert all(len(f) == 0 for f in out)

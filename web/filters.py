@@ -1,0 +1,63 @@
+"""Template filters: durations, percentages, sizes, times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Flask
+
+
+def duration(seconds) -> str:
+    """1:02:03 or 2:03 (seconds rounded down); '' when unknown."""
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def clock(seconds) -> str:
+    """A timestamp in a clip with tenths: 1:02.3."""
+    if seconds is None:
+        return ""
+    whole = int(seconds)
+    return f"{duration(whole)}.{int((seconds - whole) * 10)}"
+
+
+def percent(rate, digits: int = 0) -> str:
+    """0.873 -> '87%'; '–' when there is no rate (nobody decided)."""
+    if rate is None:
+        return "–"
+    return f"{rate * 100:.{digits}f}%"
+
+
+def filesize(n) -> str:
+    """Bytes in B, KB, MB or GB."""
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def when(t) -> str:
+    """A UTC time as 2024-05-01 14:03 UTC."""
+    if not isinstance(t, datetime):
+        return ""
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def rate_class(rate) -> str:
+    """A CSS class for a compliance rate: good, fair, poor or none."""
+    if rate is None:
+        return "rate-none"
+    return "rate-good" if rate >= 0.9 else "rate-fair" if rate >= 0.7 else "rate-poor"
+
+
+def init_app(app: Flask) -> None:
+    """Register the filters."""
+    for f in (duration, clock, percent, filesize, when, rate_class):
+        app.add_template_filter(f)

@@ -1,0 +1,286 @@
+"""The JSON API under /api/v1: token (or session) authentication, JSON errors, an OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+
+from shared import jobs
+from shared.celery_app import EXPLAIN_FACE, enqueue
+from shared.db import get_db
+from shared.errors import IllegalTransition, ServiceUnavailable
+from web import exports, store
+from web.actions import remove, requeue
+from web.auth import authenticate_api, owner_scope, session_expired
+from web.errors import ApiError
+from web.uploads import store_files
+from web.views.media import send_clip_file
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+FRAMES_LIMIT = 1000
+LIST_LIMIT = 500
+# An explanation still pending after this long is assumed lost and may be requested again.
+EXPLAIN_STALE_S = 300
+
+
+@bp.before_request
+def authenticate():
+    """Every route but the OpenAPI document needs a token or a session."""
+    if request.endpoint == "api.openapi":
+        return None
+    user = authenticate_api()
+    if user is None:
+        if request.headers.get("Authorization"):
+            raise ApiError(401, "invalid_token", "The API token is unknown or revoked.")
+        if session_expired():
+            raise ApiError(401, "session_expired", "Your session has expired; log in again.")
+        raise ApiError(401, "unauthorized", "Send an API token: Authorization: Bearer <token>.")
+    g.user = user
+    return None
+
+
+@bp.after_request
+def no_store(resp: Response) -> Response:
+    """API answers are per user: never kept by shared caches."""
+    resp.headers.setdefault("Cache-Control", "private, no-cache")
+    if resp.status_code == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="maskwatch"'
+    return resp
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number.") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high}.")
+    return value
+
+
+def _clip(job_id) -> dict:
+    return store.get_clip(job_id, g.user)
+
+
+def _succeeded(job_id) -> dict:
+    clip = _clip(job_id)
+    if clip["status"] != jobs.SUCCEEDED:
+        raise ApiError(409, "not_ready",
+                       f"The clip is {clip['status']}; results exist once it has succeeded.")
+    return clip
+
+
+SUMMARY_KEYS = ("frames", "duration_s", "fps", "width", "height", "compliance_rate",
+                "face_frame_compliance", "people", "face_frames", "output_type")
+
+
+def clip_json(job: dict) -> dict:
+    """A clip's state for lists and polling, with the addresses of its pages and files."""
+    jid = str(job["_id"])
+    result = job.get("result") if job.get("status") == jobs.SUCCEEDED else None
+    out = {
+        "id": jid, "filename": job.get("filename"), "kind": job.get("kind"), "status": job.get("status"),
+        "progress": job.get("progress"), "eta_s": job.get("eta_s"), "frames_done": job.get("frames_done"),
+        "error": job.get("error"), "size": job.get("size"), "content_type": job.get("content_type"),
+        "owner": job.get("owner"), "created_at": job.get("created_at"),
+        "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
+        "summary": {k: result.get(k) for k in SUMMARY_KEYS} if result else None,
+        "urls": {
+            "self": url_for("api.clip", job_id=jid), "page": url_for("results.clip", job_id=jid),
+            "original": url_for("api.download", job_id=jid, what="original"),
+        },
+    }
+    if result:
+        out["urls"].update(
+            results=url_for("api.results", job_id=jid), frames=url_for("api.frames", job_id=jid),
+            video=url_for("media.video", job_id=jid), poster=url_for("media.poster", job_id=jid),
+            downloads={k: url_for("api.download", job_id=jid, what=k) for k in exports.KINDS},
+        )
+    return store.plain(out)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3 description of this API."""
+    from web.openapi import spec
+
+    return jsonify(spec())
+
+
+@bp.get("/me")
+def me():
+    """Who the token or session belongs to."""
+    return jsonify(id=g.user.id, username=g.user.username, is_admin=g.user.is_admin)
+
+
+@bp.get("/clips")
+def list_clips():
+    """The caller's clips (everyone's for admins), newest first."""
+    limit = _int_arg("limit", 100, 1, LIST_LIMIT)
+    return jsonify(clips=[clip_json(j) for j in jobs.list_for(owner_scope(g.user), limit=limit)])
+
+
+@bp.post("/clips")
+def upload():
+    """Upload one or more files (multipart field `file`, or the raw body with ?filename=)."""
+    outcomes = store_files(g.user.id, current_app.config["UPLOAD_MAX_BYTES"])
+    if not outcomes:
+        raise ApiError(400, "missing_file", "Send a file: multipart field 'file', or the raw body "
+                                            "with ?filename=NAME.")
+    stored = [clip_json(o["job"]) for o in outcomes if "job" in o]
+    errors = [{k: o[k] for k in ("filename", "error", "message")} for o in outcomes if "error" in o]
+    if not stored:
+        first = next(o for o in outcomes if "error" in o)
+        return jsonify(error=first["error"], message=first["message"], errors=errors), first["status"]
+    return jsonify(clips=stored, errors=errors), 201
+
+
+@bp.get("/clips/<job_id>")
+def clip(job_id):
+    """One clip's state, progress and summary."""
+    return jsonify(clip_json(_clip(job_id)))
+
+
+@bp.delete("/clips/<job_id>")
+def delete(job_id):
+    """Delete a clip with its files and statistics (409 while it runs)."""
+    remove(_clip(job_id))
+    return "", 204
+
+
+@bp.post("/clips/<job_id>/cancel")
+def cancel(job_id):
+    """Cancel a queued or running clip."""
+    clip = _clip(job_id)
+    return jsonify(clip_json(jobs.cancel(clip["_id"]))), 202
+
+
+@bp.post("/clips/<job_id>/retry")
+def retry(job_id):
+    """Queue a failed or cancelled clip again."""
+    return jsonify(clip_json(requeue(_clip(job_id)))), 202
+
+
+@bp.get("/clips/<job_id>/results")
+def results(job_id):
+    """Summary, chart bins (per second and minute), every person and the violations, in one document."""
+    clip = _succeeded(job_id)
+    view = clip["view"]
+    body = (
+        '{"clip":' + store.dumps(clip_json(clip))
+        + ',"summary":' + view["summary_json"]
+        + ',"bins":{"second":' + store.bins_json(view, "second")
+        + ',"minute":' + store.bins_json(view, "minute") + "}"
+        + ',"persons":' + store.all_persons_json(view)
+        + ',"violations":' + view["violations_json"] + "}"
+    )
+    return Response(body, mimetype="application/json")
+
+
+@bp.get("/clips/<job_id>/bins")
+def bins(job_id):
+    """The compliance timeline: bins of one unit (second or minute)."""
+    unit = request.args.get("unit", "second")
+    if unit not in ("second", "minute"):
+        raise ApiError(400, "invalid_parameter", "unit must be 'second' or 'minute'.")
+    view = _succeeded(job_id)["view"]
+    return Response('{"unit":"' + unit + '","bins":' + store.bins_json(view, unit) + "}",
+                    mimetype="application/json")
+
+
+@bp.get("/clips/<job_id>/persons")
+def persons(job_id):
+    """One page of the per-person ledger (`page` from 1, 100 people a page)."""
+    view = _succeeded(job_id)["view"]
+    pages = store.page_count(view)
+    page = _int_arg("page", 1, 1, pages)
+    return jsonify(page=page, pages=pages, total=view["n_persons"],
+                   persons=store.persons_page(view, page))
+
+
+@bp.get("/clips/<job_id>/frames")
+def frames(job_id):
+    """Per-frame statistics, paged by frame number: frames start..start+limit-1."""
+    clip = _succeeded(job_id)
+    total = clip["result"].get("frames") or 0
+    start = _int_arg("start", 0, 0, max(total, 0))
+    limit = _int_arg("limit", 500, 1, FRAMES_LIMIT)
+    # A range on the unique (job_id, frame) index: each page reads only its own documents.
+    docs = list(get_db().frames.find({"job_id": clip["_id"], "frame": {"$gte": start, "$lt": start + limit}},
+                                     {"_id": 0, "job_id": 0}).sort("frame", 1))
+    end = start + limit
+    nxt = url_for("api.frames", job_id=str(clip["_id"]), start=end, limit=limit) if end < total else None
+    return jsonify(store.plain({"clip": str(clip["_id"]), "start": start, "limit": limit, "total": total,
+                                "frames": docs, "next": nxt}))
+
+
+@bp.get("/clips/<job_id>/download/<what>")
+def download(job_id, what):
+    """annotated | original | frames.csv | frames.json | persons.csv (streamed; Range for media)."""
+    return exports.download(_clip(job_id), what)
+
+
+@bp.get("/clips/<job_id>/files/<file_id>")
+def file(job_id, file_id):
+    """A face crop or explanation image of the clip (ids from results and explanations)."""
+    return send_clip_file(_succeeded(job_id), file_id)
+
+
+def _person(view: dict, track_id: int) -> dict:
+    for page in range(1, store.page_count(view) + 1):
+        for p in store.persons_page(view, page):
+            if p.get("track_id") == track_id:
+                return p
+    raise ApiError(404, "not_found", f"The clip has no person {track_id}.")
+
+
+def _explanation_json(job_id: str, track_id: int, exp: dict | None) -> dict:
+    if not exp:
+        return {"track_id": track_id, "status": "none"}
+    out = {"track_id": track_id, **{k: v for k, v in exp.items() if not k.endswith("_id")}}
+    for key in ("crop_id", "gradcam_id", "occlusion_id"):
+        if exp.get(key):
+            out[key] = str(exp[key])
+            out[key.replace("_id", "_url")] = url_for("media.clip_file", job_id=job_id, file_id=str(exp[key]))
+    return store.plain(out)
+
+
+@bp.get("/clips/<job_id>/persons/<int:track_id>/explanation")
+def explanation(job_id, track_id):
+    """The "explain this face" state of one person: none, pending, done (with images) or failed."""
+    clip = _succeeded(job_id)
+    job = jobs.get(clip["_id"])  # explanations change after success: read them from the job itself
+    exp = (job.get("explanations") or {}).get(str(track_id))
+    return jsonify(_explanation_json(str(clip["_id"]), track_id, exp))
+
+
+@bp.post("/clips/<job_id>/persons/<int:track_id>/explanation")
+def explain(job_id, track_id):
+    """Ask the worker for Grad-CAM and occlusion maps of one person's best face."""
+    clip = _succeeded(job_id)
+    _person(clip["view"], track_id)
+    jid = str(clip["_id"])
+    current = (jobs.get(clip["_id"]).get("explanations") or {}).get(str(track_id))
+    if current and current.get("status") == "done" and request.args.get("force") != "1":
+        return jsonify(_explanation_json(jid, track_id, current))
+    if current and current.get("status") == "pending" and not _stale(current):
+        return jsonify(_explanation_json(jid, track_id, current)), 202
+    try:
+        jobs.request_explanation(clip["_id"], track_id)
+    except IllegalTransition as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    try:
+        enqueue(EXPLAIN_FACE, jid, track_id)
+    except ServiceUnavailable as e:
+        jobs.fail_explanation(clip["_id"], track_id, f"could not be queued: {e}")
+        raise
+    return jsonify(_explanation_json(jid, track_id, {"status": "pending"})), 202
+
+
+def _stale(exp: dict) -> bool:
+    asked = exp.get("requested_at")
+    return asked is None or (datetime.now(UTC) - asked).total_seconds() > EXPLAIN_STALE_S

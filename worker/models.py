@@ -1,0 +1,85 @@
+"""The worker's models, loaded once per process on first use (in the Celery child, never before fork).
+
+WORKER_DEVICE picks the hardware: 'cpu' runs the classifier on LiteRT/XNNPACK and encodes with libx264;
+'gpu' runs it on TensorFlow's GPU and encodes with NVENC; 'auto' uses the GPU only where an NVIDIA
+driver answers. The detector (OpenCV DNN, CPU build) runs on the CPU either way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from shared.config import get_settings
+
+# The tracker's second stage needs the uncertain faces too, so the detector reports down to its low
+# score; the tracker drops those that extend no track. The video profile caps the working image.
+VIDEO_DETECTOR = {"profile": "video", "score_threshold": 0.3}
+STILL_DETECTOR = {"profile": "still"}
+
+_lock = threading.Lock()
+_cache: dict[str, object] = {}
+_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class Models:
+    """What one analysis uses: a video detector, a still-image detector, the mask classifier."""
+
+    video_detector: object
+    still_detector: object
+    classifier: object
+    gpu: bool
+
+    def describe(self, *, image: bool = False) -> dict:
+        """The result's `models` record: names, sha256 and parameters."""
+        det = self.still_detector if image else self.video_detector
+        return {
+            "detector": {"name": det.name, "sha256": det.sha256, "params": det.describe()},
+            "classifier": {"name": self.classifier.name, "sha256": self.classifier.sha256,
+                           "input_size": self.classifier.input_size,
+                           "backend": self.classifier.backend},
+        }
+
+
+def use_gpu() -> bool:
+    """Whether this process should use a GPU, per WORKER_DEVICE ('auto': an NVIDIA driver is present)."""
+    device = get_settings().worker_device
+    if device != "auto":
+        return device == "gpu"
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
+
+
+def set_threads() -> None:
+    """OpenCV's pool sized to the cores: the decode and encode threads run beside it."""
+    cv2.setNumThreads(os.cpu_count() or 1)
+
+
+def get_models() -> Models:
+    """The process's models, loaded on first call (thread-safe; reloaded in a forked child)."""
+    global _pid
+    with _lock:
+        if _pid != os.getpid():
+            _cache.clear()
+            _pid = os.getpid()
+        if "models" not in _cache:
+            _cache["models"] = _load()
+        return _cache["models"]
+
+
+def _load() -> Models:
+    from worker.pipeline.classify import load_classifier
+    from worker.pipeline.detect import load_detector
+
+    set_threads()
+    gpu = use_gpu()
+    return Models(
+        video_detector=load_detector("yunet", **VIDEO_DETECTOR),
+        still_detector=load_detector("yunet", **STILL_DETECTOR),
+        classifier=load_classifier(backend="auto"),  # follows WORKER_DEVICE, falls back to CPU
+        gpu=gpu,
+    )

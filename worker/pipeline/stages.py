@@ -1,0 +1,83 @@
+"""The analysis stages as generators over Items: detect, classify (batched across frames), annotate.
+
+Tracking lives in track.py (`track_faces`); run.py chains them between decode and encode. Each stage
+takes an iterable of Items and yields the same Items with more filled in, so any one of them can be
+tested, timed or swapped alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.pipeline.annotate import annotate
+from worker.pipeline.classify import crop_faces
+from worker.pipeline.decode import Frame
+from worker.pipeline.faces import Faces
+from worker.pipeline.rules import Rules, frame_labels
+
+
+@dataclass
+class Item:
+    """One frame on its way through the stages: BGR (H, W, 3) image, t in seconds from the first frame."""
+
+    index: int
+    t: float
+    image: np.ndarray
+    faces: Faces
+    pts: int | None = None
+
+
+def detect_faces(frames: Iterable[Frame], detector: Callable[[np.ndarray], Faces]) -> Iterator[Item]:
+    """Items with the detector's faces, t counted from the first frame's timestamp."""
+    start = None
+    for frame in frames:
+        if start is None:
+            start = frame.time_s
+        faces = detector(frame.image)
+        yield Item(index=frame.index, t=max(0.0, frame.time_s - start), image=frame.image, faces=faces,
+                   pts=frame.pts)
+
+
+def classify_faces(items: Iterable[Item], classifier, rules: Rules) -> Iterator[Item]:
+    """Fill probs and label of every face; the faces of `rules.classify_window` frames go in one call."""
+    window: list[Item] = []
+    for item in items:
+        window.append(item)
+        if len(window) >= rules.classify_window:
+            classify_window(window, classifier=classifier, rules=rules)
+            yield from window
+            window = []
+    if window:
+        classify_window(window, classifier=classifier, rules=rules)
+        yield from window
+
+
+def classify_window(window: list[Item], *, classifier, rules: Rules) -> None:
+    """Classify, in one classifier call, every large-enough face of the frames in window (in place)."""
+    crops, spans = [], []
+    for item in window:
+        faces = item.faces
+        big = np.flatnonzero(faces.short_side >= rules.min_face_px)
+        spans.append(big)
+        if len(big):
+            crops.append(crop_faces(item.image, faces.xyxy[big], classifier.input_size))
+    probs = classifier(np.concatenate(crops)) if crops else np.zeros((0, 3), np.float32)
+    start = 0
+    for item, big in zip(window, spans, strict=True):
+        faces = item.faces
+        faces.probs[big] = probs[start:start + len(big)]
+        start += len(big)
+        faces.label = frame_labels(faces.probs, faces.short_side, rules)
+
+
+def annotate_frames(items: Iterable[Item], annotators=None) -> Iterator[Item]:
+    """Draw boxes, labels and the counter on each item's image (in place)."""
+    for item in items:
+        if annotators is None:
+            annotate(item.image, item.faces)
+        else:
+            annotate(item.image, item.faces, annotators=annotators)
+        yield item

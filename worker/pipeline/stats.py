@@ -1,0 +1,204 @@
+"""Statistics of one analysis (docs/DATA.md): per-frame documents, bins, the per-person ledger, summary.
+
+People, not frames: every confirmed track is one person with one vote over its frames; face-frame
+counts are kept beside them. Memory grows with the number of people and seconds, never with frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from worker.pipeline.classify import crop_faces
+from worker.pipeline.faces import INCORRECT, LABELS, MASKED, UNKNOWN, UNMASKED, Faces, label_name
+from worker.pipeline.rules import Rules, vote
+
+KEYS = (*LABELS, "unknown")
+CROP_MAX_PX = 160  # best-face crops are stored at most this size: enough for a thumbnail, small in GridFS
+
+
+def counts_of(labels: np.ndarray) -> dict:
+    """{faces, masked, unmasked, incorrect, unknown} counts of (N,) int labels."""
+    labels = np.asarray(labels)
+    return {
+        "faces": int(len(labels)),
+        "masked": int(np.sum(labels == MASKED)),
+        "unmasked": int(np.sum(labels == UNMASKED)),
+        "incorrect": int(np.sum(labels == INCORRECT)),
+        "unknown": int(np.sum(labels == UNKNOWN)),
+    }
+
+
+def rate(masked: int, unmasked: int, incorrect: int) -> float | None:
+    """Masked share of the decided ones (incorrect counts as not compliant); None when none decided."""
+    decided = masked + unmasked + incorrect
+    return round(masked / decided, 4) if decided else None
+
+
+def face_docs(faces: Faces) -> list[dict]:
+    """The `faces` array of a frame document: box in pixels, score, label name, p_mask, probs, track."""
+    docs = []
+    for i in range(len(faces)):
+        probs = faces.probs[i]
+        known = bool(np.isfinite(probs).all())
+        docs.append({
+            "box": [round(float(v), 1) for v in faces.xyxy[i]],
+            "score": round(float(faces.score[i]), 3),
+            "label": label_name(int(faces.label[i])),
+            "p_mask": round(float(probs[MASKED]), 4) if known else None,
+            "probs": [round(float(p), 4) for p in probs] if known else None,
+            "track": int(faces.track_id[i]),
+        })
+    return docs
+
+
+def frame_doc(frame: int, t: float, faces: Faces, **extra) -> dict:
+    """One `frames` document (extra: job_id for MongoDB, image for the CLI's image folders)."""
+    return {**extra, "frame": int(frame), "t": round(float(t), 4), "faces": face_docs(faces),
+            "counts": counts_of(faces.label)}
+
+
+class FrameDocWriter:
+    """Buffers frame documents and hands them on in batches (insert_many into `frames`, or a file)."""
+
+    def __init__(self, write_many: Callable[[list[dict]], None], batch: int = 250):
+        self.write_many = write_many
+        self.batch = batch
+        self.buffer: list[dict] = []
+        self.written = 0
+
+    def add(self, doc: dict) -> None:
+        """Queue one document; writes a batch when full."""
+        self.buffer.append(doc)
+        if len(self.buffer) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write whatever is buffered."""
+        if self.buffer:
+            self.write_many(self.buffer)
+            self.written += len(self.buffer)
+            self.buffer = []
+
+
+@dataclass
+class _Person:
+    """Running tallies of one track (no per-frame lists: memory stays flat in clip length)."""
+
+    first_frame: int
+    first_s: float
+    last_frame: int = 0
+    last_s: float = 0.0
+    frames: int = 0
+    decided: int = 0
+    votes: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
+    prob_sums: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float64))
+    p_mask_sum: float = 0.0
+    classified: int = 0
+    best_quality: float = -1.0
+    best_frame: int = -1
+    best_box: list = field(default_factory=list)
+    best_jpeg: bytes | None = None
+
+
+class StatsCollector:
+    """Accumulates face-frame counts, per-second bins and per-person tallies, frame by frame."""
+
+    def __init__(self, rules: Rules):
+        self.rules = rules
+        self.face_frames = np.zeros(4, np.int64)  # masked, unmasked, incorrect, unknown
+        self.seconds: dict[int, np.ndarray] = {}
+        self.people: dict[int, _Person] = {}
+        self.frames = 0
+        self.last_t = 0.0
+
+    def add(self, frame: int, t: float, faces: Faces, image: np.ndarray | None = None) -> None:
+        """Count one frame's faces (labels and track ids set); image (BGR) supplies best-face crops."""
+        self.frames += 1
+        self.last_t = max(self.last_t, t)
+        labels = faces.label.astype(np.int64)
+        per_label = np.bincount(np.where(labels < 0, 3, labels), minlength=4)
+        self.face_frames += per_label
+        second = self.seconds.setdefault(int(t), np.zeros(4, np.int64))
+        second += per_label
+        for i in np.flatnonzero(faces.track_id >= 0):
+            self._person(frame, t, faces, int(i), image)
+
+    def _person(self, frame: int, t: float, faces: Faces, i: int, image: np.ndarray | None) -> None:
+        tid = int(faces.track_id[i])
+        p = self.people.get(tid)
+        if p is None:
+            p = self.people[tid] = _Person(first_frame=frame, first_s=t)
+        p.last_frame, p.last_s = frame, t
+        p.frames += 1
+        probs = faces.probs[i]
+        label = int(faces.label[i])
+        if np.isfinite(probs).all():
+            p.classified += 1
+            p.p_mask_sum += float(probs[MASKED])
+        if label >= 0:
+            p.decided += 1
+            p.votes[label] += 1
+            p.prob_sums += probs
+        # Best face: large, confidently detected, and with a label if the person ever had one.
+        side = float(faces.short_side[i])
+        quality = side * float(faces.score[i]) * (1.0 if label >= 0 else 0.5)
+        if quality > p.best_quality * 1.1:
+            p.best_quality = quality
+            p.best_frame = frame
+            p.best_box = [round(float(v), 1) for v in faces.xyxy[i]]
+            if image is not None:
+                p.best_jpeg = best_crop_jpeg(image, faces.xyxy[i])
+
+    def summary(self) -> tuple[dict, dict[int, bytes]]:
+        """The result's statistics (docs/DATA.md) and {track_id: best face JPEG} to store."""
+        ff = dict(zip(KEYS, (int(v) for v in self.face_frames), strict=True))
+        ff_total = sum(ff.values())
+        persons, crops = [], {}
+        people = dict.fromkeys(KEYS, 0)
+        for tid in sorted(self.people):
+            p = self.people[tid]
+            v = vote(p.frames, p.decided, p.prob_sums, self.rules)
+            people[label_name(v)] += 1
+            persons.append({
+                "track_id": tid, "first_s": round(p.first_s, 3), "last_s": round(p.last_s, 3),
+                "first_frame": p.first_frame, "last_frame": p.last_frame, "frames": p.frames,
+                "vote": label_name(v),
+                "votes": {name: int(p.votes[k]) for k, name in enumerate(LABELS)},
+                "mean_p_mask": round(p.p_mask_sum / p.classified, 4) if p.classified else None,
+                "crop_id": None, "best_frame": p.best_frame, "best_box": p.best_box,
+            })
+            if p.best_jpeg is not None:
+                crops[tid] = p.best_jpeg
+        return {
+            "face_frames": {"total": ff_total, **ff},
+            "people": {"total": len(persons), **people},
+            "compliance_rate": rate(people["masked"], people["unmasked"], people["incorrect"]),
+            "face_frame_compliance": rate(ff["masked"], ff["unmasked"], ff["incorrect"]),
+            "bins": {"second": self._bins(1), "minute": self._bins(60)},
+            "persons": persons,
+        }, crops
+
+    def _bins(self, width: int) -> list[dict]:
+        """Bins of `width` seconds from 0 to the last frame, empty ones included (charts show gaps)."""
+        n = int(self.last_t // width) + 1 if self.frames else 0
+        sums = np.zeros((n, 4), np.int64)
+        for second, c in self.seconds.items():
+            sums[second // width] += c
+        return [
+            {"t": k * width, "faces": int(row.sum()), "masked": int(row[0]), "unmasked": int(row[1]),
+             "incorrect": int(row[2]), "unknown": int(row[3]), "rate": rate(*(int(x) for x in row[:3]))}
+            for k, row in enumerate(sums)
+        ]
+
+
+def best_crop_jpeg(image: np.ndarray, box: np.ndarray) -> bytes:
+    """JPEG bytes of a square face crop (with the classifier's margin) from a BGR frame, <= CROP_MAX_PX."""
+    side = float(max(box[2] - box[0], box[3] - box[1]))
+    size = int(max(16, min(CROP_MAX_PX, round(side * 1.3))))
+    rgb = crop_faces(image, np.asarray(box, np.float32)[None], size)[0]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    return buf.tobytes() if ok else b""

@@ -1,0 +1,242 @@
+"""Face tracking, ByteTrack-style: two-stage IoU association, constant-velocity motion, lost-track buffer.
+
+Faces in, the same Faces out with `track_id` set. A track is *confirmed* (gets a public id, counted as
+a person) once it has been matched on `min_hits` consecutive frames; `track_faces` delays its output by
+`min_hits - 1` frames so that the first frames of a confirmed track carry its id too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from worker.pipeline.faces import Faces
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    """Thresholds of the tracker; tuned on the four clips and the composed crowd clips (tests/worker).
+
+    high_score: detections at or above it start tracks and are matched first; low_score..high_score
+    ones only extend existing tracks (ByteTrack's second stage: occluded, blurred, turning faces).
+    match_iou / low_match_iou: minimum IoU of the stage-1 / stage-2 matches, computed on boxes grown by
+    `box_buffer` x their size on every side, so small, fast faces still overlap their prediction.
+    lost_frames: how long a track that sees nothing stays matchable (at 25 fps, 1.2 s).
+    """
+
+    high_score: float = 0.6
+    low_score: float = 0.3
+    match_iou: float = 0.2
+    low_match_iou: float = 0.3
+    box_buffer: float = 0.3
+    min_hits: int = 2
+    lost_frames: int = 30
+    velocity_smoothing: float = 0.6  # weight of the previous velocity in the running estimate
+
+    def describe(self) -> dict:
+        """Every parameter, for the job's settings record."""
+        return asdict(self)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray, buffer: float = 0.0) -> np.ndarray:
+    """(len(a), len(b)) IoU of (N, 4) and (M, 4) xyxy boxes, each grown by buffer x its width/height."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    a, b = _grow(a, buffer), _grow(b, buffer)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return (inter / np.maximum(union, 1e-6)).astype(np.float32)
+
+
+def _grow(xyxy: np.ndarray, buffer: float) -> np.ndarray:
+    if not buffer:
+        return np.asarray(xyxy, np.float32)
+    xyxy = np.asarray(xyxy, np.float32)
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    pad = np.concatenate([wh, wh], axis=1) * buffer
+    return xyxy + pad * np.array([-1, -1, 1, 1], np.float32)
+
+
+def _match(iou: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], set[int], set[int]]:
+    """Optimal one-to-one matches with IoU >= threshold; (pairs, unmatched rows, unmatched columns)."""
+    rows, cols = set(range(iou.shape[0])), set(range(iou.shape[1]))
+    if iou.size == 0:
+        return [], rows, cols
+    r, c = linear_sum_assignment(-iou)
+    pairs = [(i, j) for i, j in zip(r, c, strict=True) if iou[i, j] >= threshold]
+    return pairs, rows - {i for i, _ in pairs}, cols - {j for _, j in pairs}
+
+
+class _Track:
+    """One tracked face: box, velocity (pixels/frame of centre and size), hit history."""
+
+    __slots__ = ("key", "box", "velocity", "hits", "streak", "last_frame", "confirmed")
+
+    def __init__(self, key: int, box: np.ndarray, frame: int):
+        self.key = key
+        self.box = box.astype(np.float32)
+        self.velocity = np.zeros(4, np.float32)
+        self.hits = self.streak = 1
+        self.last_frame = frame
+        self.confirmed = False
+
+    def predict(self, frame: int) -> np.ndarray:
+        """Box expected at `frame` under constant velocity (damped while lost: guesses decay)."""
+        gap = frame - self.last_frame
+        steps = min(gap, 5) + 0.5 * max(0, gap - 5) ** 0.5
+        return self.box + self.velocity * steps
+
+    def update(self, box: np.ndarray, frame: int, smoothing: float) -> None:
+        gap = max(1, frame - self.last_frame)
+        step = (box - self.box) / gap
+        self.velocity = smoothing * self.velocity + (1 - smoothing) * step
+        self.box = box.astype(np.float32)
+        self.streak = self.streak + 1 if gap == 1 else 1
+        self.hits += 1
+        self.last_frame = frame
+
+
+class Tracker:
+    """Assigns track keys to faces frame by frame; `ids` maps confirmed keys to public ids 1, 2, ..."""
+
+    def __init__(self, params: TrackerParams | None = None):
+        self.params = params or TrackerParams()
+        self.tracks: list[_Track] = []
+        self.ids: dict[int, int] = {}  # internal key -> public id, set on confirmation
+        self._next_key = 0
+        self.frame = -1
+
+    def update(self, faces: Faces, frame: int | None = None) -> Faces:
+        """Faces of the next frame, filtered to those on a track, with internal keys in track_id.
+
+        Low-score faces that extend no track are dropped (they are mostly false detections).
+        """
+        p = self.params
+        self.frame = frame = self.frame + 1 if frame is None else frame
+        keep = faces.score >= p.low_score
+        faces = faces[keep]
+        high = np.flatnonzero(faces.score >= p.high_score)
+        low = np.flatnonzero(faces.score < p.high_score)
+        keys = np.full(len(faces), -1, np.int32)
+
+        confirmed = [t for t in self.tracks if t.confirmed]
+        tentative = [t for t in self.tracks if not t.confirmed]
+        predicted = np.array([t.predict(frame) for t in confirmed], np.float32).reshape(-1, 4)
+
+        # Stage 1: confident faces against every confirmed track, lost ones included.
+        iou = iou_matrix(predicted, faces.xyxy[high], p.box_buffer)
+        pairs, free_tracks, free_high = _match(iou, p.match_iou)
+        for ti, di in pairs:
+            self._assign(confirmed[ti], faces, high[di], keys, frame)
+        # Stage 2: uncertain faces only extend tracks seen on the previous frame (ByteTrack).
+        recent = [ti for ti in sorted(free_tracks) if confirmed[ti].last_frame == frame - 1]
+        iou = iou_matrix(predicted[recent], faces.xyxy[low], p.box_buffer)
+        pairs2, _, _ = _match(iou, p.low_match_iou)
+        for ri, di in pairs2:
+            self._assign(confirmed[recent[ri]], faces, low[di], keys, frame)
+        # Stage 3: tentative tracks get one chance, with the confident faces left over.
+        rest = np.array(sorted(free_high), np.int64)
+        boxes = np.array([t.box for t in tentative], np.float32).reshape(-1, 4)
+        pairs3, free_tent, free_rest = _match(iou_matrix(boxes, faces.xyxy[high[rest]], p.box_buffer),
+                                              p.match_iou)
+        for ti, di in pairs3:
+            self._assign(tentative[ti], faces, high[rest[di]], keys, frame)
+        dead = {id(tentative[ti]) for ti in free_tent}
+        # New tracks from the confident faces nobody claimed.
+        for di in sorted(free_rest):
+            d = high[rest[di]]
+            track = _Track(self._next_key, faces.xyxy[d], frame)
+            self._next_key += 1
+            self._confirm_if_ready(track)
+            self.tracks.append(track)
+            keys[d] = track.key
+        self.tracks = [
+            t for t in self.tracks
+            if id(t) not in dead and frame - t.last_frame <= p.lost_frames
+        ]
+        out = faces[keys >= 0]
+        out.track_id = keys[keys >= 0].astype(np.int32)
+        return out
+
+    def _assign(self, track: _Track, faces: Faces, d: int, keys: np.ndarray, frame: int) -> None:
+        track.update(faces.xyxy[d], frame, self.params.velocity_smoothing)
+        self._confirm_if_ready(track)
+        keys[d] = track.key
+
+    def _confirm_if_ready(self, track: _Track) -> None:
+        if not track.confirmed and track.streak >= self.params.min_hits:
+            track.confirmed = True
+            self.ids[track.key] = len(self.ids) + 1
+
+    def end_all(self) -> None:
+        """Forget every track (a cut): later faces start new tracks; ids already given stay given."""
+        self.tracks = []
+
+    def public(self, faces: Faces) -> Faces:
+        """The faces with internal keys replaced by public ids (-1 for tracks not confirmed)."""
+        ids = np.array([self.ids.get(int(k), -1) for k in faces.track_id], np.int32)
+        out = faces[np.arange(len(faces))]
+        out.track_id = ids
+        return out
+
+
+class CutDetector:
+    """Notices hard cuts (edited footage, camera switches), where boxes at the same place are new people.
+
+    Compares 32x18 grey thumbnails of consecutive frames: on the clips and composed crowds, motion
+    (walking, panning) moves them by under 10 grey levels on average, cuts by over 60.
+    """
+
+    def __init__(self, threshold: float = 45.0):
+        self.threshold = threshold
+        self._prev: np.ndarray | None = None
+
+    def __call__(self, image_bgr: np.ndarray) -> bool:
+        """True when this BGR frame starts a new shot."""
+        grey = cv2.cvtColor(cv2.resize(image_bgr, (32, 18), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        grey = grey.astype(np.float32)
+        cut = self._prev is not None and float(np.abs(grey - self._prev).mean()) > self.threshold
+        self._prev = grey
+        return cut
+
+
+class HasFaces(Protocol):
+    """Anything that flows through the stages with `faces` and a BGR `image` (run.Item)."""
+
+    faces: Faces
+    image: np.ndarray
+
+
+def track_faces(items: Iterable[HasFaces], tracker: Tracker, cuts: CutDetector | None = None
+                ) -> Iterator[HasFaces]:
+    """Set public track ids on each item's faces; output lags input by min_hits - 1 frames.
+
+    With a CutDetector, every track ends at a cut: nobody is carried over into a different shot.
+    """
+    lag = max(0, tracker.params.min_hits - 1)
+    pending: deque[HasFaces] = deque()
+    for item in items:
+        if cuts is not None and cuts(item.image):
+            tracker.end_all()
+        item.faces = tracker.update(item.faces)
+        pending.append(item)
+        if len(pending) > lag:
+            out = pending.popleft()
+            out.faces = tracker.public(out.faces)
+            yield out
+    while pending:
+        out = pending.popleft()
+        out.faces = tracker.public(out.faces)
+        yield out
