@@ -1,6 +1,6 @@
 """Speed of the detectors (ms/frame at 720p and 1080p) and classifiers (faces/s), ours vs the seeds'.
 
-python -m bench.bench_models [--rounds R] [--seconds S] [--skip-keras]
+python -m bench.bench_models [--rounds R] [--seconds S] [--caps 1280,1920] [--skip-keras]
 
 Frames are synthetic but hold real faces: 3x3 mosaics of mask_scenes photos resized to 720p/1080p.
 Every number comes from the same run on the same machine; `load_avg` shows how busy it was.
@@ -65,12 +65,15 @@ def time_detectors(detectors: dict, frames: list[np.ndarray], rounds: int) -> di
     """
     times: dict = {name: [] for name in detectors}
     found: dict = {name: [] for name in detectors}
-    for det in detectors.values():
+    per_round = {}
+    for name, det in detectors.items():
+        t0 = time.perf_counter()
         det(frames[0])  # warm-up: first-call allocations and setInputSize
+        # Slow settings (the still profile at 1080p: ~1 s) get one frame a round, fast ones all.
+        per_round[name] = frames[:1] if time.perf_counter() - t0 > 0.3 else frames
     for _ in range(rounds):
         for name, det in detectors.items():
-            # Slow settings (the still profile at 1080p: ~1 s) get one frame a round, fast ones all.
-            for frame in frames[:1] if times[name] and np.median(times[name]) > 300 else frames:
+            for frame in per_round[name]:
                 t0 = time.perf_counter()
                 faces = det(frame)
                 times[name].append(1000 * (time.perf_counter() - t0))
@@ -106,11 +109,13 @@ def face_crops(size: int, count: int) -> np.ndarray:
     return np.concatenate(crops)[:count]
 
 
-def bench_detectors(rounds: int) -> dict:
-    """ms/frame of YuNet (video and still profiles) and the seeds' res10 at 720p and 1080p."""
+def bench_detectors(rounds: int, caps: list[int]) -> dict:
+    """ms/frame of YuNet (video and still profiles, and the video profile at other caps) and res10."""
     from worker.pipeline.detect import PROFILES, load_detector
 
     detectors = {f"yunet_{p}": load_detector("yunet", profile=p) for p in ("video", "still")}
+    for cap in caps:
+        detectors[f"yunet_video_max_side_{cap}"] = load_detector("yunet", profile="video", max_side=cap)
     detectors["res10_seeds"] = load_detector("res10")
     out: dict = {"settings": {f"yunet_{p}": asdict(PROFILES[p]) for p in ("video", "still")}}
     for res, size in RESOLUTIONS.items():
@@ -160,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_models", description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="minimum timing per classifier")
     ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds of detector timing")
+    ap.add_argument(
+        "--caps", default="", help="also time the video profile at these working caps, e.g. 1280,1920"
+    )
     ap.add_argument("--skip-keras", action="store_true", help="skip the TensorFlow paths (fast)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_avg_before": [round(x, 2) for x in os.getloadavg()],
             },
             "frames": f"{GRID}x{GRID} mosaics of mask_scenes val photos",
-            "detectors": bench_detectors(args.rounds),
+            "detectors": bench_detectors(args.rounds, [int(c) for c in args.caps.split(",") if c]),
             "classifiers": bench_classifiers(args.seconds, args.skip_keras),
         }
     except MaskwatchError as e:

@@ -49,7 +49,7 @@ def grad_cam(
     size = model.input_shape[1]
     x = _fit(crop_rgb, size).astype(np.float32)[None]
     dense = model.layers[-1]
-    grad_model = keras.Model(model.inputs, [model.get_layer(layer).output, dense.input])
+    grad_model = keras.Model(model.input, [model.get_layer(layer).output, dense.input])
     with tf.GradientTape() as tape:
         conv, features = grad_model(x, training=False)
         logits = tf.matmul(features, dense.kernel) + dense.bias
@@ -69,16 +69,17 @@ def occlusion_sensitivity(
     stride: int = 8,
     class_index: int | None = None,
 ) -> np.ndarray:
-    """(H, W) float32 heat map in [0, 1]: how much the class probability drops when a grey
+    """(H, W) float32 heat map in [0, 1]: how much the class's log-odds drop when a grey
     patch x patch square (pixels of the classifier's input) covers each place.
 
     `classifier` maps (N, S, S, 3) uint8 RGB to (N, 3) probabilities; all occluded copies go in
-    one batched call.
+    one batched call. Log-odds, not probabilities: a confident 0.99999 barely moves in probability
+    when evidence is hidden, but its log-odds do.
     """
     size = classifier.input_size
     crop = _fit(crop_rgb, size)
-    base = classifier(crop[None])[0]
-    c = int(np.argmax(base)) if class_index is None else class_index
+    base = classifier(crop[None])
+    c = int(np.argmax(base[0])) if class_index is None else class_index
     starts = list(range(0, max(size - patch, 0) + 1, stride))
     if starts[-1] != size - patch:
         starts.append(max(size - patch, 0))
@@ -86,7 +87,7 @@ def occlusion_sensitivity(
     batch = np.repeat(crop[None], len(places), axis=0)
     for i, (y, x) in enumerate(places):
         batch[i, y : y + patch, x : x + patch] = 128
-    drops = base[c] - classifier(batch)[:, c]
+    drops = _log_odds(base, c)[0] - _log_odds(classifier(batch), c)
     heat = np.zeros((size, size), np.float32)
     hits = np.zeros((size, size), np.float32)
     for (y, x), drop in zip(places, drops, strict=True):
@@ -95,6 +96,12 @@ def occlusion_sensitivity(
     heat = _normalise(heat / np.maximum(hits, 1))
     h, w = crop_rgb.shape[:2]
     return heat if (h, w) == (size, size) else cv2.resize(heat, (w, h))
+
+
+def _log_odds(probs: np.ndarray, c: int) -> np.ndarray:
+    # 1 - p loses all precision near p = 1 in float32; the sum of the other classes keeps it.
+    rest = np.delete(probs, c, axis=1).sum(axis=1)
+    return np.log(probs[:, c].astype(np.float64) + 1e-12) - np.log(rest.astype(np.float64) + 1e-12)
 
 
 def overlay(crop_rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:

@@ -16,9 +16,17 @@ from web.app import create_app
 
 @pytest.fixture
 def client(settings):
+    """A signed-in user's client; .csrf is the session's CSRF token for form posts."""
+    from tests.web.conftest import PASSWORD, csrf_of, login, unique
+    from web import users
+
     app = create_app(settings)
     app.config.update(TESTING=True)
-    return app.test_client()
+    c = app.test_client()
+    user = users.create(unique("e2e"), PASSWORD)
+    assert login(c, user.username).status_code == 303
+    c.csrf = csrf_of(c)
+    return c
 
 
 def test_task_enqueued_by_name_runs_in_a_real_worker(worker, tmp_path, mongo):
@@ -41,7 +49,8 @@ def test_task_enqueued_by_name_runs_in_a_real_worker(worker, tmp_path, mongo):
 
 def test_upload_in_the_web_to_playable_result(worker, client, tmp_path):
     clip = make_clip(tmp_path / "walk.mp4", frames=25, size=(322, 242))  # odd-ish size, even required
-    resp = client.post("/upload", data={"file": (io.BytesIO(clip.read_bytes()), "walk.mp4")},
+    resp = client.post("/upload", data={"csrf_token": client.csrf,
+                                        "file": (io.BytesIO(clip.read_bytes()), "walk.mp4")},
                        content_type="multipart/form-data")
     assert resp.status_code == 303
     job_url = resp.headers["Location"]
@@ -49,16 +58,16 @@ def test_upload_in_the_web_to_playable_result(worker, client, tmp_path):
     done = wait_for_job(job_id)
     assert done["status"] == "succeeded", done["error"]
     page = client.get(job_url).get_data(as_text=True)
-    assert "<video" in page and f"/jobs/{job_id}/video" in page
-    whole = client.get(f"/jobs/{job_id}/video")
+    assert "<video" in page and f"/clips/{job_id}/video" in page
+    whole = client.get(f"/clips/{job_id}/video")
     assert whole.status_code == 200 and whole.headers["Accept-Ranges"] == "bytes"
     size = len(whole.data)
-    part = client.get(f"/jobs/{job_id}/video", headers={"Range": "bytes=100-199"})
+    part = client.get(f"/clips/{job_id}/video", headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.data == whole.data[100:200]
     assert part.headers["Content-Range"] == f"bytes 100-199/{size}"
-    tail = client.get(f"/jobs/{job_id}/video", headers={"Range": "bytes=-50"})
+    tail = client.get(f"/clips/{job_id}/video", headers={"Range": "bytes=-50"})
     assert tail.status_code == 206 and tail.data == whole.data[-50:]
-    beyond = client.get(f"/jobs/{job_id}/video", headers={"Range": f"bytes={size}-"})
+    beyond = client.get(f"/clips/{job_id}/video", headers={"Range": f"bytes={size}-"})
     assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{size}"
     out = tmp_path / "o.mp4"
     out.write_bytes(whole.data)
@@ -67,10 +76,11 @@ def test_upload_in_the_web_to_playable_result(worker, client, tmp_path):
 
 def test_upload_rejects_what_is_not_media(client, mongo):
     before = mongo.jobs.count_documents({})
-    resp = client.post("/upload", data={"file": (io.BytesIO(b"hello, not a video"), "x.mp4")},
+    resp = client.post("/upload", data={"csrf_token": client.csrf,
+                                        "file": (io.BytesIO(b"hello, not a video"), "x.mp4")},
                        content_type="multipart/form-data", follow_redirects=True)
     assert "not a supported video or image" in resp.get_data(as_text=True)
-    resp = client.post("/upload", data={"file": (io.BytesIO(b""), "empty.mp4")},
+    resp = client.post("/upload", data={"csrf_token": client.csrf, "file": (io.BytesIO(b""), "empty.mp4")},
                        content_type="multipart/form-data", follow_redirects=True)
     assert "The file is empty." in resp.get_data(as_text=True)
     assert mongo.jobs.count_documents({}) == before

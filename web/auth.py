@@ -37,7 +37,9 @@ def unauthorized():
                    else "Log in, or send an API token: Authorization: Bearer <token>.")
         return jsonify(error=code, message=message), 401
     flash("Your session has expired; please log in again." if expired else "Please log in to continue.")
-    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    # Only a page can be returned to; a form post would be replayed as a GET.
+    back = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.login", next=back))
 
 
 def session_expired() -> bool:

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared.errors import IllegalTransition, NotFound, ServiceUnavailable
 from web.auth import wants_json
+from web.filters import filesize
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ def init_app(app: Flask) -> None:
     def http_error(e: HTTPException):
         status = e.code or 500
         if status == 413:
-            limit = app.config["UPLOAD_MAX_BYTES"] // (1024 * 1024)
-            message = f"The file is too large: uploads are limited to {limit} MB."
+            limit = filesize(app.config["UPLOAD_MAX_BYTES"])
+            message = f"The file is too large: uploads are limited to {limit}."
         else:
             message = MESSAGES.get(status) or e.description or TITLES.get(status, "Error")
         resp = respond(status, CODES.get(status, "error"), message)

@@ -52,7 +52,7 @@ def download(clip: dict, what: str) -> Response:
         return _attachment(frames_csv(clip["_id"]), "text/csv; charset=utf-8", f"{name}.frames.csv")
     if what == "frames.json":
         return _attachment(frames_json(clip), "application/json", f"{name}.frames.json")
-    return _attachment(persons_csv(clip["view"]), "text/csv; charset=utf-8", f"{name}.persons.csv")
+    return _attachment(persons_csv(store.data(clip)), "text/csv; charset=utf-8", f"{name}.persons.csv")
 
 
 def _attachment(body: Iterable[str], mimetype: str, filename: str) -> Response:
@@ -118,12 +118,12 @@ def frames_json(clip: dict) -> Iterator[str]:
     yield "".join(batch) + "\n]}\n"
 
 
-def persons_csv(view: dict) -> Iterator[str]:
+def persons_csv(body: dict) -> Iterator[str]:
     """One row per tracked person with the vote and its tallies."""
     def rows():
         yield PERSON_COLUMNS
-        for page in range(1, len(view.get("persons_json") or []) + 1):
-            for p in store.persons_page(view, page):
+        for page in range(1, len(body.get("persons_json") or []) + 1):
+            for p in store.persons_page(body, page):
                 votes = p.get("votes") or {}
                 box = p.get("best_box")
                 yield [p.get("track_id"), p.get("vote"), p.get("first_s"), p.get("last_s"),

@@ -1,10 +1,12 @@
 """The web's read side: a clip by id for a given user, and a pre-serialised view of its results.
 
-A succeeded job's `result` never changes (succeeded is final), so its large parts (per-second
-bins, the per-person ledger) are serialised once into a `result_views` document keyed by the job
-id. FerretDB's SQLite backend decodes a structured document field by field (about 1 ms per KB
-here) but a string in one go, and it only uses an index for `_id` equality: so the results page
-and its JSON read one document by `_id` whose bulk is a few strings, and never touch `frames`.
+A succeeded job's `result` never changes (succeeded is final), so it is serialised once into two
+`result_views` documents: a small head keyed by the job id (owner, state, summary: enough for
+status polls, media and ownership checks) and its data keyed "<job id>:data" (per-second bins and
+the per-person ledger as JSON strings). FerretDB's SQLite backend decodes a structured document
+field by field (about 1 ms per KB here) but a string in one go, and it only uses an index for
+`_id` equality: so the results page and its JSON read two documents by `_id` and never touch
+`frames` or the large job document.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from shared.db import get_db
 from shared.errors import NotFound
 
 VIEWS = "result_views"
-VIEW_VERSION = 1
+VIEW_VERSION = 2
 PERSONS_PAGE = 100
 VIOLATION_VOTES = ("unmasked", "incorrect")
 # Fields of `result` that are big and live in the view's strings instead of its summary.
@@ -53,7 +55,7 @@ def can_see(user, owner: str | None) -> bool:
 
 
 def get_clip(job_id, user) -> dict:
-    """The job as `user` may see it (NotFound otherwise); a succeeded one carries its `view`.
+    """The job as `user` may see it (NotFound otherwise); a succeeded one carries its `view` head.
 
     Lookups are by `_id` alone and ownership is checked here, so one indexed read serves each call.
     """
@@ -67,74 +69,91 @@ def get_clip(job_id, user) -> dict:
     if not can_see(user, job.get("owner")):
         raise NotFound(f"no job {job_id}")
     if job["status"] == jobs.SUCCEEDED and job.get("result"):
-        view = build_view(job)
-        return {**view["job"], "view": view}
+        head, body = build_view(job)
+        return {**head["job"], "view": head, "_data": body}
     return job
 
 
-def build_view(job: dict) -> dict:
-    """Serialise a succeeded job's results into its view document (idempotent) and return it."""
+def data(clip: dict) -> dict:
+    """The serialised results of a succeeded clip (a second document, read only when needed)."""
+    if "_data" not in clip:
+        body = get_db()[VIEWS].find_one({"_id": f"{clip['_id']}:data"})
+        if body is None:  # deleted meanwhile, or a head written by an interrupted build
+            raise NotFound(f"no results for job {clip['_id']}")
+        clip["_data"] = body
+    return clip["_data"]
+
+
+def build_view(job: dict) -> tuple[dict, dict]:
+    """Serialise a succeeded job's results into its view (idempotent); (head, data) documents.
+
+    The head is small (what status, media and ownership checks need); the data holds the strings.
+    The data is written first, so a head never points at missing data.
+    """
     result = job["result"]
     summary = {k: v for k, v in result.items() if k not in BULKY}
-    head = {k: v for k, v in job.items() if k not in ("result", "explanations")}
-    head["result"] = summary
-    bins = result.get("bins") or {}
     persons = list(result.get("persons") or [])
+    bins = result.get("bins") or {}
     violations = sorted(
         ({"track_id": p.get("track_id"), "vote": p.get("vote"), "first_s": p.get("first_s"),
           "last_s": p.get("last_s"), "crop_id": p.get("crop_id")}
          for p in persons if p.get("vote") in VIOLATION_VOTES),
         key=lambda v: (v["first_s"] is None, v["first_s"] or 0),
     )
-    view = {
-        "_id": str(job["_id"]),
-        "v": VIEW_VERSION,
-        "owner": job.get("owner"),
-        "built_at": datetime.now(UTC),
-        "job": head,
+    jid = str(job["_id"])
+    body = {
+        "_id": f"{jid}:data",
         "summary_json": dumps(summary),
         "bins_json": {unit: dumps(bins.get(unit) or []) for unit in ("second", "minute")},
-        "n_persons": len(persons),
         "persons_json": [dumps(persons[i:i + PERSONS_PAGE]) for i in range(0, len(persons), PERSONS_PAGE)],
-        "n_violations": len(violations),
         "violations_json": dumps(violations),
     }
-    get_db()[VIEWS].replace_one({"_id": view["_id"]}, view, upsert=True)
-    return view
+    head_job = {k: v for k, v in job.items() if k not in ("result", "explanations")}
+    head = {
+        "_id": jid, "v": VIEW_VERSION, "owner": job.get("owner"), "built_at": datetime.now(UTC),
+        "job": {**head_job, "result": summary}, "n_persons": len(persons),
+        "persons_pages": len(body["persons_json"]), "n_violations": len(violations),
+    }
+    views = get_db()[VIEWS]
+    views.replace_one({"_id": body["_id"]}, body, upsert=True)
+    views.replace_one({"_id": jid}, head, upsert=True)
+    return head, body
 
 
 def drop_view(job_id) -> None:
     """Forget a job's view (its job is being deleted)."""
-    get_db()[VIEWS].delete_one({"_id": str(jobs.object_id(job_id))})
+    jid = str(jobs.object_id(job_id))
+    get_db()[VIEWS].delete_one({"_id": jid})
+    get_db()[VIEWS].delete_one({"_id": f"{jid}:data"})
 
 
-def persons_page(view: dict, page: int) -> list[dict]:
+def page_count(view: dict) -> int:
+    """How many pages the per-person ledger has (at least 1), from the view head."""
+    return max(1, view.get("persons_pages") or 0)
+
+
+def persons_page(body: dict, page: int) -> list[dict]:
     """One page (from 1) of the per-person ledger; empty beyond the last page."""
-    pages = view.get("persons_json") or []
+    pages = body.get("persons_json") or []
     if page < 1 or page > len(pages):
         return []
     return json.loads(pages[page - 1])
 
 
-def page_count(view: dict) -> int:
-    """How many pages the per-person ledger has (at least 1)."""
-    return max(1, len(view.get("persons_json") or []))
-
-
-def all_persons_json(view: dict) -> str:
+def all_persons_json(body: dict) -> str:
     """The whole per-person ledger as one JSON array, joined from the stored pages."""
-    inner = [p[1:-1] for p in view.get("persons_json") or [] if p != "[]"]
+    inner = [p[1:-1] for p in body.get("persons_json") or [] if p != "[]"]
     return "[" + ",".join(inner) + "]"
 
 
-def violations(view: dict) -> list[dict]:
+def violations(body: dict) -> list[dict]:
     """People whose vote is not masked (unmasked or mask worn incorrectly), by first appearance."""
-    return json.loads(view.get("violations_json") or "[]")
+    return json.loads(body.get("violations_json") or "[]")
 
 
-def bins_json(view: dict, unit: str) -> str:
+def bins_json(body: dict, unit: str) -> str:
     """The chart bins of one unit ('second' | 'minute') as a JSON array."""
-    return (view.get("bins_json") or {}).get(unit) or "[]"
+    return (body.get("bins_json") or {}).get(unit) or "[]"
 
 
 def chart_unit(summary: dict) -> str:

@@ -15,10 +15,13 @@ from pathlib import Path
 import cv2
 
 from shared.config import get_settings
+from worker.pipeline.multiscale import AdaptiveDetector
 
 # The tracker's second stage needs the uncertain faces too, so the detector reports down to its low
-# score; the tracker drops those that extend no track. The video profile caps the working image.
+# score; the tracker drops those that extend no track. The video profile caps the working image at
+# 960 px; the coarse pass (480 px, ~4x cheaper) serves frames where every face is large.
 VIDEO_DETECTOR = {"profile": "video", "score_threshold": 0.3}
+COARSE_DETECTOR = {**VIDEO_DETECTOR, "max_side": 480}
 STILL_DETECTOR = {"profile": "still"}
 
 _lock = threading.Lock()
@@ -28,16 +31,23 @@ _pid: int | None = None
 
 @dataclass(frozen=True)
 class Models:
-    """What one analysis uses: a video detector, a still-image detector, the mask classifier."""
+    """What one analysis uses: video detectors (fine, coarse), a still-image detector, the classifier."""
 
     video_detector: object
     still_detector: object
     classifier: object
     gpu: bool
+    coarse_detector: object | None = None
 
-    def describe(self, *, image: bool = False) -> dict:
-        """The result's `models` record: names, sha256 and parameters."""
-        det = self.still_detector if image else self.video_detector
+    def for_video(self):
+        """A fresh per-clip video detector: adaptive between fine and coarse when there is a coarse one."""
+        if self.coarse_detector is None:
+            return self.video_detector
+        return AdaptiveDetector(self.video_detector, self.coarse_detector)
+
+    def describe(self, detector=None, *, image: bool = False) -> dict:
+        """The result's `models` record: names, sha256 and parameters (of `detector` when given)."""
+        det = detector or (self.still_detector if image else self.for_video())
         return {
             "detector": {"name": det.name, "sha256": det.sha256, "params": det.describe()},
             "classifier": {"name": self.classifier.name, "sha256": self.classifier.sha256,
@@ -79,6 +89,7 @@ def _load() -> Models:
     gpu = use_gpu()
     return Models(
         video_detector=load_detector("yunet", **VIDEO_DETECTOR),
+        coarse_detector=load_detector("yunet", **COARSE_DETECTOR),
         still_detector=load_detector("yunet", **STILL_DETECTOR),
         classifier=load_classifier(backend="auto"),  # follows WORKER_DEVICE, falls back to CPU
         gpu=gpu,

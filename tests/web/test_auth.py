@@ -40,8 +40,7 @@ def test_register_refuses_taken_names_weak_passwords_and_typos(client, alice):
     assert typo.status_code == 400 and "The passwords differ." in typo.get_data(as_text=True)
     bad = register(client, "a b<script>")
     assert bad.status_code == 400 and "Usernames have 3 to 32" in bad.get_data(as_text=True)
-    assert "<script>" not in bad.get_data(as_text=True).split("<main>")[1].split("</main>")[0].replace(
-        "&lt;script&gt;", "")
+    assert "a b<script>" not in bad.get_data(as_text=True)
 
 
 def test_login_wrong_password_and_unknown_user_look_the_same(client, alice):
@@ -54,7 +53,8 @@ def test_login_wrong_password_and_unknown_user_look_the_same(client, alice):
 
 
 def test_login_redirects_to_next_but_never_off_site(client, alice):
-    assert login(client, alice.username, query_string={"next": "/settings"}).headers["Location"] == "/settings"
+    resp = login(client, alice.username, query_string={"next": "/settings"})
+    assert resp.headers["Location"] == "/settings"
     client.post("/logout", data={"csrf_token": csrf_of(client)})
     for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
         resp = login(client, alice.username, query_string={"next": evil})
@@ -125,7 +125,8 @@ def test_secret_key_comes_from_settings(settings):
     app = new_app(settings.replace(secret_key="s3cret-from-env"))
     assert app.secret_key == "s3cret-from-env"
     other = new_app(settings.replace(secret_key=""))
-    assert len(other.secret_key) >= 32 and other.secret_key != new_app(settings.replace(secret_key="")).secret_key
+    third = new_app(settings.replace(secret_key=""))
+    assert len(other.secret_key) >= 32 and other.secret_key != third.secret_key
 
 
 def test_create_admin_with_the_flask_cli(app, mongo):
@@ -135,7 +136,8 @@ def test_create_admin_with_the_flask_cli(app, mongo):
     assert f"created admin {name}" in out.output
     assert users.authenticate(name, PASSWORD).is_admin
     promoted = users.create(unique("dave"), PASSWORD)
-    out = app.test_cli_runner().invoke(args=["create-admin", promoted.username, "--password-stdin"], input="\n")
+    out = app.test_cli_runner().invoke(args=["create-admin", promoted.username, "--password-stdin"],
+                                       input="\n")
     assert out.exit_code == 0 and "made admin" in out.output
     assert users.authenticate(promoted.username, PASSWORD).is_admin  # password unchanged
     weak = app.test_cli_runner().invoke(args=["create-admin", unique(), "--password-stdin"], input="short\n")

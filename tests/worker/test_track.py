@@ -98,3 +98,11 @@ def test_ids_follow_constant_velocity_through_a_gap():
 def test_low_scores_are_filtered_before_tracking():
     out = run([faces(box(100, 100, 40, 0.1))] * 4)
     assert all(len(f) == 0 for f in out)
+
+
+def test_a_flickering_small_face_is_still_one_person_from_its_first_frame():
+    # Found on every other frame only (small, blurred faces do that); confirmed on its second sighting.
+    frames = [faces(box(200 + i, 120, 14)) if i % 2 == 0 else Faces.empty() for i in range(12)]
+    out = run(frames)
+    ids = [int(f.track_id[0]) for f in out if len(f)]
+    assert ids == [1] * 6

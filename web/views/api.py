@@ -169,14 +169,14 @@ def retry(job_id):
 def results(job_id):
     """Summary, chart bins (per second and minute), every person and the violations, in one document."""
     clip = _succeeded(job_id)
-    view = clip["view"]
+    data = store.data(clip)
     body = (
         '{"clip":' + store.dumps(clip_json(clip))
-        + ',"summary":' + view["summary_json"]
-        + ',"bins":{"second":' + store.bins_json(view, "second")
-        + ',"minute":' + store.bins_json(view, "minute") + "}"
-        + ',"persons":' + store.all_persons_json(view)
-        + ',"violations":' + view["violations_json"] + "}"
+        + ',"summary":' + data["summary_json"]
+        + ',"bins":{"second":' + store.bins_json(data, "second")
+        + ',"minute":' + store.bins_json(data, "minute") + "}"
+        + ',"persons":' + store.all_persons_json(data)
+        + ',"violations":' + data["violations_json"] + "}"
     )
     return Response(body, mimetype="application/json")
 
@@ -187,19 +187,19 @@ def bins(job_id):
     unit = request.args.get("unit", "second")
     if unit not in ("second", "minute"):
         raise ApiError(400, "invalid_parameter", "unit must be 'second' or 'minute'.")
-    view = _succeeded(job_id)["view"]
-    return Response('{"unit":"' + unit + '","bins":' + store.bins_json(view, unit) + "}",
+    data = store.data(_succeeded(job_id))
+    return Response('{"unit":"' + unit + '","bins":' + store.bins_json(data, unit) + "}",
                     mimetype="application/json")
 
 
 @bp.get("/clips/<job_id>/persons")
 def persons(job_id):
     """One page of the per-person ledger (`page` from 1, 100 people a page)."""
-    view = _succeeded(job_id)["view"]
-    pages = store.page_count(view)
+    clip = _succeeded(job_id)
+    pages = store.page_count(clip["view"])
     page = _int_arg("page", 1, 1, pages)
-    return jsonify(page=page, pages=pages, total=view["n_persons"],
-                   persons=store.persons_page(view, page))
+    return jsonify(page=page, pages=pages, total=clip["view"]["n_persons"],
+                   persons=store.persons_page(store.data(clip), page))
 
 
 @bp.get("/clips/<job_id>/frames")
@@ -230,9 +230,10 @@ def file(job_id, file_id):
     return send_clip_file(_succeeded(job_id), file_id)
 
 
-def _person(view: dict, track_id: int) -> dict:
-    for page in range(1, store.page_count(view) + 1):
-        for p in store.persons_page(view, page):
+def _person(clip: dict, track_id: int) -> dict:
+    data = store.data(clip)
+    for page in range(1, store.page_count(clip["view"]) + 1):
+        for p in store.persons_page(data, page):
             if p.get("track_id") == track_id:
                 return p
     raise ApiError(404, "not_found", f"The clip has no person {track_id}.")
@@ -262,7 +263,7 @@ def explanation(job_id, track_id):
 def explain(job_id, track_id):
     """Ask the worker for Grad-CAM and occlusion maps of one person's best face."""
     clip = _succeeded(job_id)
-    _person(clip["view"], track_id)
+    _person(clip, track_id)
     jid = str(clip["_id"])
     current = (jobs.get(clip["_id"]).get("explanations") or {}).get(str(track_id))
     if current and current.get("status") == "done" and request.args.get("force") != "1":

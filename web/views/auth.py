@@ -26,7 +26,8 @@ class RegisterForm(FlaskForm):
     username = StringField("Username", validators=[
         DataRequired(), Length(min=3, max=32, message="Usernames have 3 to 32 characters.")])
     password = PasswordField("Password", validators=[DataRequired(), Length(
-        min=users.MIN_PASSWORD, max=256, message=f"The password needs at least {users.MIN_PASSWORD} characters.")])
+        min=users.MIN_PASSWORD, max=256,
+        message=f"The password needs at least {users.MIN_PASSWORD} characters.")])
     confirm = PasswordField("Repeat the password",
                             validators=[DataRequired(), EqualTo("password", "The passwords differ.")])
 

@@ -36,9 +36,9 @@ def render_markdown(text: str) -> Markup:
 
 
 def flatten(metrics, prefix: str = "", depth: int = 0) -> list[tuple[str, object]]:
-    """(dotted name, value) for the scalar values of a metrics document, three levels deep."""
+    """(dotted name, value) for the scalar values of a metrics document, four levels deep."""
     rows: list[tuple[str, object]] = []
-    if isinstance(metrics, dict) and depth < 3:
+    if isinstance(metrics, dict) and depth < 4:
         for k, v in metrics.items():
             rows += flatten(v, f"{prefix}{k}.", depth + 1)
     elif isinstance(metrics, (int, float, str, bool)) or metrics is None:

@@ -19,11 +19,11 @@ def clip(job_id):
     c = store.get_clip(job_id, current_user)
     if c["status"] != jobs.SUCCEEDED:
         return render_template("results/pending.html", clip=c, empty=EmptyForm())
-    view = c["view"]
+    view, data = c["view"], store.data(c)
     summary = c["result"]
     if c["kind"] == "image":
         return render_template("results/image.html", clip=c, r=summary, empty=EmptyForm(),
-                               persons=store.persons_page(view, 1))
+                               persons=store.persons_page(data, 1))
     pages = store.page_count(view)
     page = request.args.get("page", 1, type=int)
     if not 1 <= page <= pages:
@@ -31,8 +31,8 @@ def clip(job_id):
     unit = store.chart_unit(summary)
     return render_template(
         "results/video.html", clip=c, r=summary, empty=EmptyForm(),
-        persons=store.persons_page(view, page), page=page, pages=pages, n_persons=view["n_persons"],
-        violations=store.violations(view), unit=unit, bins_json=store.bins_json(view, unit),
+        persons=store.persons_page(data, page), page=page, pages=pages, n_persons=view["n_persons"],
+        violations=store.violations(data), unit=unit, bins_json=store.bins_json(data, unit),
     )
 
 

@@ -81,7 +81,8 @@ def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, 
     sink = VideoSink(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
                      max_height=settings.output_max_height, preset=settings.encoder_preset, gpu=models.gpu)
     frames = prefetch(video_frames(src, info), maxsize=4, name="decode")
-    items = detect_faces(frames, models.video_detector)
+    detector = models.for_video()
+    items = detect_faces(frames, detector)
     items = track_faces(items, tracker, cuts=CutDetector())
     items = classify_faces(items, models.classifier, rules)
     try:
@@ -110,7 +111,7 @@ def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, 
         "processing_s": round(seconds, 2),
         "processing_fps": round(sink.frames / seconds, 2) if seconds else None,
         **stats,
-        "models": models.describe(),
+        "models": models.describe(detector),
         "settings": _settings_record(rules, tracker.params, settings),
     }
     return Outcome(output_path=out, output_type="video/mp4", thumbnail_path=thumb, summary=summary,

@@ -1,8 +1,9 @@
 """Face tracking, ByteTrack-style: two-stage IoU association, constant-velocity motion, lost-track buffer.
 
 Faces in, the same Faces out with `track_id` set. A track is *confirmed* (gets a public id, counted as
-a person) once it has been matched on `min_hits` consecutive frames; `track_faces` delays its output by
-`min_hits - 1` frames so that the first frames of a confirmed track carry its id too.
+a person) once it has been matched on `min_hits` frames while tentative (a tentative track survives
+`tentative_frames` frames without a match: small faces flicker); `track_faces` delays its output by
+`tentative_frames` frames so that the first frames of a confirmed track carry its id too.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class TrackerParams:
     low_match_iou: float = 0.3
     box_buffer: float = 0.3
     min_hits: int = 2
+    tentative_frames: int = 3
     lost_frames: int = 30
     velocity_smoothing: float = 0.6  # weight of the previous velocity in the running estimate
 
@@ -82,13 +84,14 @@ def _match(iou: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], se
 class _Track:
     """One tracked face: box, velocity (pixels/frame of centre and size), hit history."""
 
-    __slots__ = ("key", "box", "velocity", "hits", "streak", "last_frame", "confirmed")
+    __slots__ = ("key", "box", "velocity", "hits", "first_frame", "last_frame", "confirmed")
 
     def __init__(self, key: int, box: np.ndarray, frame: int):
         self.key = key
         self.box = box.astype(np.float32)
         self.velocity = np.zeros(4, np.float32)
-        self.hits = self.streak = 1
+        self.hits = 1
+        self.first_frame = frame
         self.last_frame = frame
         self.confirmed = False
 
@@ -103,7 +106,6 @@ class _Track:
         step = (box - self.box) / gap
         self.velocity = smoothing * self.velocity + (1 - smoothing) * step
         self.box = box.astype(np.float32)
-        self.streak = self.streak + 1 if gap == 1 else 1
         self.hits += 1
         self.last_frame = frame
 
@@ -146,14 +148,12 @@ class Tracker:
         pairs2, _, _ = _match(iou, p.low_match_iou)
         for ri, di in pairs2:
             self._assign(confirmed[recent[ri]], faces, low[di], keys, frame)
-        # Stage 3: tentative tracks get one chance, with the confident faces left over.
+        # Stage 3: tentative tracks, with the confident faces left over.
         rest = np.array(sorted(free_high), np.int64)
         boxes = np.array([t.box for t in tentative], np.float32).reshape(-1, 4)
-        pairs3, free_tent, free_rest = _match(iou_matrix(boxes, faces.xyxy[high[rest]], p.box_buffer),
-                                              p.match_iou)
+        pairs3, _, free_rest = _match(iou_matrix(boxes, faces.xyxy[high[rest]], p.box_buffer), p.match_iou)
         for ti, di in pairs3:
             self._assign(tentative[ti], faces, high[rest[di]], keys, frame)
-        dead = {id(tentative[ti]) for ti in free_tent}
         # New tracks from the confident faces nobody claimed.
         for di in sorted(free_rest):
             d = high[rest[di]]
@@ -162,9 +162,11 @@ class Tracker:
             self._confirm_if_ready(track)
             self.tracks.append(track)
             keys[d] = track.key
+        # Tentative tracks not confirmed within their window were noise; lost ones expire.
         self.tracks = [
             t for t in self.tracks
-            if id(t) not in dead and frame - t.last_frame <= p.lost_frames
+            if (t.confirmed or frame - t.first_frame < p.tentative_frames)
+            and frame - t.last_frame <= p.lost_frames
         ]
         out = faces[keys >= 0]
         out.track_id = keys[keys >= 0].astype(np.int32)
@@ -176,7 +178,7 @@ class Tracker:
         keys[d] = track.key
 
     def _confirm_if_ready(self, track: _Track) -> None:
-        if not track.confirmed and track.streak >= self.params.min_hits:
+        if not track.confirmed and track.hits >= self.params.min_hits:
             track.confirmed = True
             self.ids[track.key] = len(self.ids) + 1
 
@@ -221,11 +223,11 @@ class HasFaces(Protocol):
 
 def track_faces(items: Iterable[HasFaces], tracker: Tracker, cuts: CutDetector | None = None
                 ) -> Iterator[HasFaces]:
-    """Set public track ids on each item's faces; output lags input by min_hits - 1 frames.
+    """Set public track ids on each item's faces; output lags input by tentative_frames frames.
 
     With a CutDetector, every track ends at a cut: nobody is carried over into a different shot.
     """
-    lag = max(0, tracker.params.min_hits - 1)
+    lag = max(0, tracker.params.tentative_frames)
     pending: deque[HasFaces] = deque()
     for item in items:
         if cuts is not None and cuts(item.image):

@@ -1,0 +1,246 @@
+"""The JSON API: tokens, JSON errors, every route, paging, uploads, explanations, the OpenAPI document."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import pytest
+
+from shared import jobs, storage
+from shared.db import RESULTS, UPLOADS, get_db
+from tests.media import make_clip
+from tests.web.conftest import unique
+from tests.web.seed import png
+from web import users
+from web.app import create_app
+
+
+@pytest.fixture
+def token(signed_in, alice):
+    """A token made on alice's settings page, as a user would."""
+    c = signed_in(alice)
+    resp = c.post("/settings/tokens", data={"name": "ci script", "csrf_token": c.csrf})
+    assert resp.status_code == 201
+    return re.search(r'<code id="new-token">(mw_[^<]+)</code>', resp.get_data(as_text=True)).group(1)
+
+
+def bearer(t: str) -> dict:
+    return {"Authorization": f"Bearer {t}"}
+
+
+def test_tokens_are_shown_once_stored_hashed_and_revocable(signed_in, alice, client, token):
+    doc = get_db().tokens.find_one({"token_hash": users.token_hash(token)})
+    assert doc["user_id"] == alice.id and doc["name"] == "ci script"
+    assert token not in str(get_db().tokens.find_one({"_id": doc["_id"]}))
+    assert client.get("/api/v1/me", headers=bearer(token)).get_json() == {
+        "id": alice.id, "username": alice.username, "is_admin": False}
+    c = signed_in(alice)
+    settings_page = c.get("/settings").get_data(as_text=True)
+    assert "ci script" in settings_page and token not in settings_page
+    assert c.post(f"/settings/tokens/{doc['_id']}/revoke", data={"csrf_token": c.csrf}).status_code == 303
+    resp = client.get("/api/v1/me", headers=bearer(token))
+    assert resp.status_code == 401 and resp.get_json()["error"] == "invalid_token"
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_someone_elses_token_cannot_be_revoked(signed_in, bob, token):
+    doc = get_db().tokens.find_one({"token_hash": users.token_hash(token)})
+    b = signed_in(bob)
+    assert b.post(f"/settings/tokens/{doc['_id']}/revoke", data={"csrf_token": b.csrf}).status_code == 404
+    assert get_db().tokens.count_documents({"_id": doc["_id"]}) == 1
+
+
+def test_api_errors_are_json_with_codes(client, token):
+    cases = [
+        (client.get("/api/v1/clips"), 401, "unauthorized"),
+        (client.get("/api/v1/clips", headers=bearer("mw_forged")), 401, "invalid_token"),
+        (client.get("/api/v1/clips", headers={"Authorization": "Basic abc"}), 401, "invalid_token"),
+        (client.get("/api/v1/clips/nothex", headers=bearer(token)), 404, "not_found"),
+        (client.get("/api/v1/clips/" + "0" * 24, headers=bearer(token)), 404, "not_found"),
+        (client.get("/api/v1/nothing", headers=bearer(token)), 404, "not_found"),
+        (client.put("/api/v1/clips", headers=bearer(token)), 405, "method_not_allowed"),
+        (client.get("/api/v1/clips?limit=zero", headers=bearer(token)), 400, "invalid_parameter"),
+        (client.get("/api/v1/clips?limit=100000", headers=bearer(token)), 400, "invalid_parameter"),
+    ]
+    for resp, status, code in cases:
+        assert resp.status_code == status and resp.is_json, (status, code, resp.get_data(as_text=True))
+        body = resp.get_json()
+        assert body["error"] == code and isinstance(body["message"], str) and body["message"]
+
+
+def test_list_status_results_and_bins(client, token, video, image):
+    listed = client.get("/api/v1/clips", headers=bearer(token)).get_json()["clips"]
+    ids = [c["id"] for c in listed]
+    assert str(video["_id"]) in ids and str(image["_id"]) in ids
+    one = client.get(f"/api/v1/clips/{video['_id']}", headers=bearer(token)).get_json()
+    r = video["result"]
+    assert one["status"] == "succeeded" and one["summary"]["compliance_rate"] == r["compliance_rate"]
+    assert one["summary"]["people"] == r["people"]
+    assert one["urls"]["downloads"]["frames.csv"] == f"/api/v1/clips/{video['_id']}/download/frames.csv"
+    res = client.get(f"/api/v1/clips/{video['_id']}/results", headers=bearer(token)).get_json()
+    assert res["summary"]["face_frames"] == r["face_frames"]
+    assert res["bins"]["second"] == r["bins"]["second"] and res["bins"]["minute"] == r["bins"]["minute"]
+    assert [p["track_id"] for p in res["persons"]] == [p["track_id"] for p in r["persons"]]
+    assert res["persons"][0]["crop_id"] == str(r["persons"][0]["crop_id"])
+    assert {v["track_id"] for v in res["violations"]} == {
+        p["track_id"] for p in r["persons"] if p["vote"] in ("unmasked", "incorrect")}
+    minute = client.get(f"/api/v1/clips/{video['_id']}/bins?unit=minute", headers=bearer(token)).get_json()
+    assert minute == {"unit": "minute", "bins": r["bins"]["minute"]}
+    bad = client.get(f"/api/v1/clips/{video['_id']}/bins?unit=hour", headers=bearer(token))
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_parameter"
+    people = client.get(f"/api/v1/clips/{video['_id']}/persons?page=1", headers=bearer(token)).get_json()
+    assert people["total"] == len(r["persons"]) and people["pages"] == 1
+
+
+def test_frames_are_paged_by_frame_number(client, token, video):
+    url, seen = f"/api/v1/clips/{video['_id']}/frames?limit=100", []
+    while url:
+        page = client.get(url, headers=bearer(token)).get_json()
+        assert page["total"] == 250
+        seen += [f["frame"] for f in page["frames"]]
+        url = page["next"]
+    assert seen == list(range(250))
+    page = client.get(f"/api/v1/clips/{video['_id']}/frames?start=240&limit=5",
+                      headers=bearer(token)).get_json()
+    assert [f["frame"] for f in page["frames"]] == [240, 241, 242, 243, 244]
+    face = page["frames"][0]["faces"][0] if page["frames"][0]["faces"] else None
+    if face:
+        assert set(face) >= {"box", "label", "p_mask", "probs", "track"}
+    for q in ("start=-1", "limit=0", "limit=5000", "start=x"):
+        resp = client.get(f"/api/v1/clips/{video['_id']}/frames?{q}", headers=bearer(token))
+        assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_parameter", q
+
+
+def test_results_of_a_queued_clip_are_409(client, token, alice):
+    fid = storage.put(UPLOADS, io.BytesIO(b"x" * 10), "q.mp4", content_type="video/mp4")
+    job = jobs.create(owner=alice.id, filename="q.mp4", kind="video", input_id=fid, size=10,
+                      content_type="video/mp4")
+    for path in ("results", "frames", "bins", "persons", "download/frames.csv"):
+        resp = client.get(f"/api/v1/clips/{job['_id']}/{path}", headers=bearer(token))
+        assert resp.status_code == 409 and resp.get_json()["error"] == "not_ready", path
+    st = client.get(f"/api/v1/clips/{job['_id']}", headers=bearer(token)).get_json()
+    assert st["status"] == "queued" and st["summary"] is None
+
+
+def test_downloads_through_the_api(client, token, video):
+    csv_text = client.get(f"/api/v1/clips/{video['_id']}/download/frames.csv", headers=bearer(token))
+    assert csv_text.status_code == 200 and csv_text.get_data(as_text=True).count("\n") == 251
+    part = client.get(f"/api/v1/clips/{video['_id']}/download/annotated", headers={**bearer(token),
+                                                                                   "Range": "bytes=0-15"})
+    assert part.status_code == 206 and len(part.data) == 16
+    crop = video["result"]["persons"][0]["crop_id"]
+    image = client.get(f"/api/v1/clips/{video['_id']}/files/{crop}", headers=bearer(token))
+    assert image.mimetype == "image/jpeg"
+
+
+def test_upload_through_the_api_multipart_and_raw(client, token, alice, tmp_path):
+    clip = make_clip(tmp_path / "api.mp4", frames=8).read_bytes()
+    resp = client.post("/api/v1/clips", headers=bearer(token), content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(clip), "api.mp4")})
+    assert resp.status_code == 201, resp.get_json()
+    made = resp.get_json()["clips"][0]
+    assert made["filename"] == "api.mp4" and made["kind"] == "video"
+    assert jobs.get(made["id"])["owner"] == alice.id
+    octets = {**bearer(token), "Content-Type": "application/octet-stream"}
+    raw = client.post("/api/v1/clips?filename=raw%20clip.mp4", headers=octets, data=clip)
+    assert raw.status_code == 201 and raw.get_json()["clips"][0]["filename"] == "raw clip.mp4"
+    empty = client.post("/api/v1/clips", headers=bearer(token), content_type="multipart/form-data", data={})
+    assert empty.status_code == 400 and empty.get_json()["error"] == "missing_file"
+    junk = client.post("/api/v1/clips?filename=x.mp4", headers={**bearer(token), "Content-Type": "video/mp4"},
+                       data=b"<html>not a video</html>")
+    assert junk.status_code == 415 and junk.get_json()["error"] == "unsupported_type"
+
+
+def test_session_writes_to_the_api_need_the_csrf_header(signed_in, alice):
+    c = signed_in(alice)
+    fid = storage.put(UPLOADS, io.BytesIO(b"x" * 10), "q.mp4", content_type="video/mp4")
+    job = jobs.create(owner=alice.id, filename="q.mp4", kind="video", input_id=fid, size=10,
+                      content_type="video/mp4")
+    refused = c.post(f"/api/v1/clips/{job['_id']}/cancel")
+    assert refused.status_code == 400 and refused.get_json()["error"] == "csrf_failed"
+    assert jobs.get(job["_id"])["status"] == "queued"
+    ok = c.post(f"/api/v1/clips/{job['_id']}/cancel", headers={"X-CSRFToken": c.csrf})
+    assert ok.status_code == 202 and ok.get_json()["status"] == "cancelled"
+    assert c.get(f"/api/v1/clips/{job['_id']}").status_code == 200  # reads need no header
+
+
+def test_cancel_retry_delete_through_the_api(client, token, alice):
+    fid = storage.put(UPLOADS, io.BytesIO(b"x" * 10), "q.jpg", content_type="image/jpeg")
+    job = jobs.create(owner=alice.id, filename="q.jpg", kind="image", input_id=fid, size=10,
+                      content_type="image/jpeg")
+    jid = str(job["_id"])
+    cancelled = client.post(f"/api/v1/clips/{jid}/cancel", headers=bearer(token))
+    assert cancelled.get_json()["status"] == "cancelled"
+    again = client.post(f"/api/v1/clips/{jid}/cancel", headers=bearer(token))
+    assert again.status_code == 409 and again.get_json()["error"] == "conflict"
+    retried = client.post(f"/api/v1/clips/{jid}/retry", headers=bearer(token))
+    assert retried.status_code == 202 and retried.get_json()["status"] in ("queued", "running", "failed",
+                                                                            "succeeded")
+    if jobs.get(jid)["status"] == "queued":
+        jobs.cancel(jid)
+    deadline = time.monotonic() + 60
+    while jobs.get(jid)["status"] == "running" and time.monotonic() < deadline:  # a test worker has it
+        time.sleep(0.2)
+    assert client.delete(f"/api/v1/clips/{jid}", headers=bearer(token)).status_code == 204
+    assert client.get(f"/api/v1/clips/{jid}", headers=bearer(token)).status_code == 404
+    assert get_db()[f"{UPLOADS}.files"].count_documents({"_id": fid}) == 0
+
+
+def test_explain_this_face_queues_and_then_shows_the_maps(client, token, video, mongo):
+    person = video["result"]["persons"][2]
+    url = f"/api/v1/clips/{video['_id']}/persons/{person['track_id']}/explanation"
+    none = client.get(url, headers=bearer(token)).get_json()
+    assert none == {"track_id": person["track_id"], "status": "none"}
+    asked = client.post(url, headers=bearer(token))
+    assert asked.status_code == 202 and asked.get_json()["status"] == "pending"
+    stored = mongo.jobs.find_one({"_id": video["_id"]})["explanations"][str(person["track_id"])]
+    assert stored["status"] in ("pending", "done", "failed")  # a test worker may answer at once
+    # Do what the worker's EXPLAIN_FACE task does when it succeeds.
+    ids = {k: storage.put(RESULTS, io.BytesIO(png()), f"{k}.png", content_type="image/png",
+                          metadata={"job_id": video["_id"]})
+           for k in ("crop_id", "gradcam_id", "occlusion_id")}
+    mongo.jobs.update_one({"_id": video["_id"]}, {"$set": {f"explanations.{person['track_id']}": {
+        "status": "done", **ids, "label": "masked", "probs": [0.9, 0.06, 0.04], "error": None}}})
+    done = client.get(url, headers=bearer(token)).get_json()
+    assert done["status"] == "done" and done["label"] == "masked" and done["probs"] == [0.9, 0.06, 0.04]
+    assert done["gradcam_url"] == f"/clips/{video['_id']}/files/{ids['gradcam_id']}"
+    again = client.post(url, headers=bearer(token))
+    assert again.status_code == 200 and again.get_json()["status"] == "done"  # not recomputed
+    missing = client.post(f"/api/v1/clips/{video['_id']}/persons/99999/explanation", headers=bearer(token))
+    assert missing.status_code == 404 and "no person 99999" in missing.get_json()["message"]
+
+
+def test_admin_token_sees_everyone(client, admin, video):
+    t, _ = users.create_token(admin.id, "admin script")
+    assert client.get(f"/api/v1/clips/{video['_id']}", headers=bearer(t)).status_code == 200
+    stranger = users.create(unique("eve"), "correct horse battery")
+    t2, _ = users.create_token(stranger.id, "eve")
+    assert client.get(f"/api/v1/clips/{video['_id']}", headers=bearer(t2)).status_code == 404
+    assert str(video["_id"]) not in client.get("/api/v1/clips", headers=bearer(t2)).get_data(as_text=True)
+
+
+def test_openapi_documents_exactly_the_routes(settings, client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    app = create_app(settings)
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/"):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule[len("/api/v1"):])
+        path = path.replace("{job_id}", "{id}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((path, method.lower()))
+    documented = {(p, m) for p, ops in spec["paths"].items() for m in ops}
+    assert routes == documented
+    for path, ops in spec["paths"].items():
+        names = set(re.findall(r"{(\w+)}", path))
+        for op in ops.values():
+            assert names <= {p["name"] for p in op["parameters"] if p["in"] == "path"}, path
+            assert op["summary"] and op["responses"]
+    text = client.get("/api/v1/openapi.json").get_data(as_text=True)
+    refs = re.findall(r'"#/components/(\w+)/(\w+)"', text)
+    for kind, name in refs:
+        assert name in spec["components"][kind], name

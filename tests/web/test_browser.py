@@ -1,0 +1,191 @@
+"""Headless Chromium drives the product: register, upload a real clip, watch, seek, chart, download.
+
+Needs the real worker (the `worker` fixture) and Debian's chromium; screenshots go to
+artifacts/screenshots/ as test artefacts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import uuid
+
+import pytest
+from werkzeug.serving import make_server
+
+from shared import jobs, storage
+from shared.db import RESULTS
+from tests.conftest import ARTIFACTS
+from tests.web.conftest import PASSWORD, new_app
+from tests.web.seed import png
+
+SHOTS = ARTIFACTS / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture
+def live_server(settings):
+    """The app on a free loopback port, in a thread (threaded: the player opens several connections)."""
+    app = new_app(settings.replace(secret_key=uuid.uuid4().hex))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture
+def page():
+    """A Chromium page that accepts downloads."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.js_errors = errors
+        yield pg
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_register_upload_watch_seek_chart_and_download(worker, live_server, page, asset):
+    clip = asset("clip_with_mask")
+    name = f"view{uuid.uuid4().hex[:6]}"
+
+    page.goto(f"{live_server}/register")
+    page.fill("#username", name)
+    page.fill("#password", PASSWORD)
+    page.fill("#confirm", PASSWORD)
+    shot(page, "01-register")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/")
+    assert name in page.inner_text("header")
+
+    # The file picker path of the drop zone; upload.js sends it with XHR and shows progress.
+    page.set_input_files("#file-input", str(clip))
+    page.wait_for_selector(".upload-item.ok")
+    row = page.locator("tr.clip").first
+    assert clip.name in row.inner_text()
+    shot(page, "02-uploaded")
+    # The row turns succeeded by polling alone: no reload.
+    page.wait_for_selector("tr.clip[data-status=succeeded]", timeout=240_000)
+    shot(page, "03-clips-done")
+    job_id = page.locator("tr.clip").first.get_attribute("data-id")
+    done = jobs.get(job_id)
+    assert done["status"] == "succeeded", done.get("error")
+    assert page.locator("tr.clip .compliance .rate").first.inner_text().endswith("%")
+
+    page.locator("tr.clip .name a").first.click()
+    page.wait_for_url(f"{live_server}/clips/{job_id}")
+    page.wait_for_function("document.getElementById('player').readyState >= 2", timeout=30_000)
+    duration = page.evaluate("document.getElementById('player').duration")
+    assert abs(duration - done["result"]["duration_s"]) < 0.5
+
+    # Seeking needs Range support end to end: the browser asks for byte ranges of the MP4.
+    target = round(duration * 0.6, 2)
+    page.evaluate("""t => new Promise(res => {
+        const v = document.getElementById('player');
+        v.addEventListener('seeked', () => res(), {once: true});
+        v.currentTime = t;
+    })""", target)
+    page.wait_for_function("document.getElementById('player').readyState >= 2")
+    assert abs(page.evaluate("document.getElementById('player').currentTime") - target) < 0.1
+    played = page.evaluate("""() => new Promise(res => {
+        const v = document.getElementById('player');
+        v.muted = true;
+        const t0 = v.currentTime;
+        v.play().then(() => setTimeout(() => { v.pause(); res(v.currentTime - t0); }, 800), () => res(-1));
+    })""")
+    assert played > 0.2, f"the video did not play after seeking ({played})"
+
+    # The chart is drawn, its cursor follows the player, a click on it seeks.
+    page.wait_for_selector("#chart svg .rate-line")
+    bars = page.evaluate("Array.from(document.querySelectorAll('#chart svg path.bar'))"
+                         ".map(p => p.getAttribute('d'))")
+    assert any(d != "M0 0" for d in bars), "no bars in the chart"
+    cursor_x = float(page.get_attribute("#chart svg .cursor", "x1"))
+    box = page.locator("#chart svg").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
+    page.wait_for_function(f"document.getElementById('player').currentTime < {target - 1}")
+    seeked_to = page.evaluate("document.getElementById('player').currentTime")
+    assert seeked_to < duration * 0.3
+    page.wait_for_function("parseFloat(document.querySelector('#chart svg .cursor').getAttribute('x1'))"
+                           f" < {cursor_x}")
+    shot(page, "04-results")
+
+    # The per-frame CSV downloads through the browser.
+    with page.expect_download() as dl:
+        page.click("#download-frames-csv")
+    download = dl.value
+    assert download.suggested_filename.endswith(".frames.csv")
+    with open(download.path(), encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == done["result"]["frames"]
+    assert int(rows[-1]["frame"]) == done["result"]["frames"] - 1
+    assert not page.js_errors, page.js_errors
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+@pytest.mark.browser
+def test_seeded_results_in_a_browser(live_server, page, alice, video, image, mongo):
+    """The results page without waiting for the worker: player, chart sync, violations, explain, pages."""
+    sign_in(page, live_server, alice.username)
+    shot(page, "10-clips")
+    assert page.locator(f"tr.clip[data-id='{video['_id']}'] img.thumb").count() == 1
+
+    page.goto(f"{live_server}/clips/{video['_id']}")
+    page.wait_for_function("document.getElementById('player').readyState >= 2")
+    first = next(p for p in video["result"]["persons"] if p["vote"] in ("unmasked", "incorrect"))
+    page.locator(f"button.violation[data-t='{first['first_s']}']").first.click()
+    page.wait_for_function(
+        f"Math.abs(document.getElementById('player').currentTime - {first['first_s']}) < 0.1")
+    # The unit switch fetches the per-minute bins from the API and redraws.
+    page.click(".unit-switch button[data-unit=minute]")
+    page.wait_for_selector(".unit-switch button[data-unit=minute].active")
+    page.click(".unit-switch button[data-unit=second]")
+    page.hover("#chart svg", position={"x": 300, "y": 80})
+    assert "faces" in page.inner_text("#chart-tip") or "face" in page.inner_text("#chart-tip")
+
+    # Explain this face: the page asks, then shows the maps once the worker has written them.
+    person = video["result"]["persons"][3]
+    page.click(f"button.explain[data-track='{person['track_id']}']")
+    page.wait_for_selector("#explain:not([hidden])")
+    assert "Computing" in page.inner_text("#explain-status") or page.is_visible("#explain-images")
+    colours = {"crop_id": (120, 100, 90), "gradcam_id": (220, 60, 30), "occlusion_id": (40, 60, 200)}
+    ids = {k: storage.put(RESULTS, io.BytesIO(png(color=c, size=(96, 96))), f"{k}.png",
+                          content_type="image/png", metadata={"job_id": video["_id"]})
+           for k, c in colours.items()}
+    mongo.jobs.update_one({"_id": video["_id"]}, {"$set": {f"explanations.{person['track_id']}": {
+        "status": "done", **ids, "label": "masked", "probs": [0.91, 0.05, 0.04], "error": None}}})
+    page.wait_for_selector("#explain-images:not([hidden])", timeout=15_000)
+    assert "Classifier says masked" in page.inner_text("#explain-label")
+    page.wait_for_function("document.getElementById('explain-gradcam').naturalWidth === 96")
+    shot(page, "11-results-seeded")
+
+    page.goto(f"{live_server}/clips/{image['_id']}")
+    page.wait_for_function("document.getElementById('result-image').naturalWidth > 0")
+    shot(page, "12-image")
+    for path, name in (("/settings", "13-settings"), ("/model", "14-model")):
+        page.goto(f"{live_server}{path}")
+        shot(page, name)
+    assert not page.js_errors, page.js_errors

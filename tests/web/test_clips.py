@@ -1,0 +1,213 @@
+"""The clips list and uploads: ownership, content checks, limits, CSRF, retry/cancel/delete."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from shared import jobs, storage
+from shared.db import RESULTS, UPLOADS, get_db
+from tests.media import make_clip
+from tests.web.conftest import csrf_of, login, new_app
+from tests.web.seed import jpeg, seed_clip
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+def stored_counts() -> tuple[int, int, int]:
+    db = get_db()
+    return (db[f"{UPLOADS}.files"].count_documents({}), db[f"{UPLOADS}.chunks"].count_documents({}),
+            db.jobs.count_documents({}))
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory) -> bytes:
+    return make_clip(tmp_path_factory.mktemp("clip") / "walk.mp4", frames=12).read_bytes()
+
+
+def xhr(c, data, **headers):
+    return c.post("/upload", data=data, content_type="multipart/form-data",
+                  headers={"X-CSRFToken": c.csrf, "Accept": "application/json",
+                           "X-Requested-With": "fetch", **headers})
+
+
+def test_list_shows_only_my_clips_and_admins_see_all(signed_in, alice, bob, admin, video):
+    seed_clip(bob.id, kind="image", n_persons=1, filename="bobs-secret.jpg", crops=False)
+    mine = signed_in(alice).get("/").get_data(as_text=True)
+    assert video["filename"] in mine and "bobs-secret.jpg" not in mine
+    assert f'/clips/{video["_id"]}/poster' in mine  # thumbnail
+    assert f'{round(video["result"]["compliance_rate"] * 100)}%' in mine
+    assert "0:10" in mine  # duration of the 250-frame clip
+    his = signed_in(bob).get("/").get_data(as_text=True)
+    assert "bobs-secret.jpg" in his and str(video["_id"]) not in his
+    everyone = signed_in(admin).get("/").get_data(as_text=True)
+    assert "bobs-secret.jpg" in everyone and str(video["_id"]) in everyone
+    assert f"owner {alice.id}" in everyone
+
+
+def test_row_fragment_is_the_owners_only(signed_in, alice, bob, video):
+    row = signed_in(alice).get(f"/clips/{video['_id']}/row")
+    assert row.status_code == 200 and 'class="clip"' in row.get_data(as_text=True)
+    assert signed_in(bob).get(f"/clips/{video['_id']}/row").status_code == 404
+
+
+def test_form_upload_streams_into_gridfs_and_queues_a_job(signed_in, alice, clip_bytes):
+    c = signed_in(alice)
+    data = {"csrf_token": c.csrf, "file": (io.BytesIO(clip_bytes), "cams/door 1.mp4")}
+    resp = c.post("/upload", data=data, content_type="multipart/form-data")
+    assert resp.status_code == 303
+    job_id = resp.headers["Location"].rsplit("/", 1)[1]
+    job = jobs.get(job_id)
+    assert job["owner"] == alice.id and job["filename"] == "door 1.mp4"
+    assert job["kind"] == "video" and job["content_type"] == "video/mp4" and job["size"] == len(clip_bytes)
+    assert job["status"] in ("queued", "running", "failed", "succeeded")
+    with storage.open_file(UPLOADS, job["input_id"]) as f:
+        assert f.read() == clip_bytes
+    page = c.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "door 1.mp4" in page
+
+
+def test_xhr_upload_of_several_files_answers_json(signed_in, alice, clip_bytes):
+    c = signed_in(alice)
+    resp = xhr(c, {"file": [(io.BytesIO(clip_bytes), "a.mp4"), (io.BytesIO(jpeg()), "b.jpg")]})
+    assert resp.status_code == 201, resp.get_json()
+    clips = resp.get_json()["clips"]
+    assert [(x["filename"], x["kind"]) for x in clips] == [("a.mp4", "video"), ("b.jpg", "image")]
+    assert all(x["urls"]["page"] == f"/clips/{x['id']}" for x in clips)
+    listing = c.get("/").get_data(as_text=True)
+    assert all(x["id"] in listing for x in clips)
+
+
+def test_type_is_checked_by_content_not_name(signed_in, alice, clip_bytes):
+    c = signed_in(alice)
+    before = stored_counts()
+    resp = xhr(c, {"file": (io.BytesIO(b"MZ\x90\x00 this is an exe" * 50), "holiday.mp4")})
+    assert resp.status_code == 415
+    body = resp.get_json()
+    assert body["error"] == "unsupported_type" and "not a supported video or image" in body["message"]
+    assert stored_counts() == before
+    renamed = xhr(c, {"file": (io.BytesIO(clip_bytes), "looks-like.txt")})
+    assert renamed.status_code == 201 and renamed.get_json()["clips"][0]["kind"] == "video"
+
+
+def test_empty_and_missing_files_are_refused(signed_in, alice):
+    c = signed_in(alice)
+    before = stored_counts()
+    empty = xhr(c, {"file": (io.BytesIO(b""), "empty.mp4")})
+    assert empty.status_code == 400 and empty.get_json() == {
+        "error": "empty_file", "message": "The file is empty.", "clips": [],
+        "errors": [{"filename": "empty.mp4", "error": "empty_file", "message": "The file is empty."}]}
+    missing = xhr(c, {"note": "no file here"})
+    assert missing.status_code == 400 and missing.get_json()["error"] == "missing_file"
+    form = c.post("/upload", data={"csrf_token": c.csrf}, content_type="multipart/form-data",
+                  follow_redirects=True)
+    assert "Choose a file to upload." in form.get_data(as_text=True)
+    form = c.post("/upload", data={"csrf_token": c.csrf, "file": (io.BytesIO(b""), "e.jpg")},
+                  content_type="multipart/form-data", follow_redirects=True)
+    assert "e.jpg: The file is empty." in form.get_data(as_text=True)
+    assert stored_counts() == before
+
+
+@pytest.mark.parametrize("extra", [3 * 65536, 1000], ids=["content-length", "while-streaming"])
+def test_oversize_upload_is_413_and_leaves_nothing(settings, alice, extra):
+    limit = 65536
+    app = new_app(settings, UPLOAD_MAX_BYTES=limit)
+    c = app.test_client()
+    login(c, alice.username)
+    c.csrf = csrf_of(c)
+    before = stored_counts()
+    body = MP4_HEAD + b"\x00" * (limit + extra - len(MP4_HEAD))
+    resp = xhr(c, {"file": (io.BytesIO(body), "big.mp4")})
+    assert resp.status_code == 413
+    assert resp.get_json() == {"error": "too_large",
+                               "message": "The file is too large: uploads are limited to 64.0 KB."}
+    assert stored_counts() == before
+    page = c.post("/upload", data={"csrf_token": c.csrf, "file": (io.BytesIO(body), "big.mp4")},
+                  content_type="multipart/form-data")
+    assert page.status_code == 413 and "uploads are limited to 64.0 KB" in page.get_data(as_text=True)
+    assert stored_counts() == before
+
+
+def test_upload_needs_csrf_before_any_byte_is_stored(signed_in, alice, clip_bytes):
+    c = signed_in(alice)
+    before = stored_counts()
+    form = "multipart/form-data"
+    none = c.post("/upload", data={"file": (io.BytesIO(clip_bytes), "x.mp4")}, content_type=form)
+    assert none.status_code == 400 and "CSRF token is missing" in none.get_data(as_text=True)
+    wrong = c.post("/upload", data={"file": (io.BytesIO(clip_bytes), "x.mp4")}, content_type=form,
+                   headers={"X-CSRFToken": "forged", "Accept": "application/json"})
+    assert wrong.status_code == 400 and wrong.get_json()["error"] == "csrf_failed"
+    assert stored_counts() == before
+
+
+def test_upload_needs_login(client, clip_bytes):
+    before = stored_counts()
+    resp = client.post("/upload", data={"file": (io.BytesIO(clip_bytes), "x.mp4")},
+                       content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert resp.status_code == 401 and resp.get_json()["error"] == "unauthorized"
+    page = client.post("/upload", data={"file": (io.BytesIO(clip_bytes), "x.mp4")},
+                       content_type="multipart/form-data")
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+    assert stored_counts() == before
+
+
+def _job(owner: str, failed: bool = True) -> dict:
+    """A job that no worker will see (it is never enqueued): failed, or queued."""
+    fid = storage.put(UPLOADS, io.BytesIO(jpeg()), "f.jpg", content_type="image/jpeg")
+    job = jobs.create(owner=owner, filename="f.jpg", kind="image", input_id=fid, size=10,
+                      content_type="image/jpeg")
+    return jobs.fail(job["_id"], None, "the file could not be decoded") if failed else job
+
+
+def test_retry_cancel_delete_for_the_owner_only(signed_in, alice, bob):
+    a, b = signed_in(alice), signed_in(bob)
+    failed, queued = _job(alice.id), _job(alice.id, failed=False)
+    fid, qid = str(failed["_id"]), str(queued["_id"])
+    assert "the file could not be decoded" in a.get(f"/clips/{fid}").get_data(as_text=True)
+    for action in ("retry", "cancel", "delete"):
+        for jid in (fid, qid):
+            assert b.post(f"/clips/{jid}/{action}", data={"csrf_token": b.csrf}).status_code == 404
+    assert jobs.get(fid)["status"] == "failed" and jobs.get(qid)["status"] == "queued"
+    assert a.post(f"/clips/{fid}/retry", data={}).status_code == 400  # CSRF
+    resp = a.post(f"/clips/{fid}/retry", data={"csrf_token": a.csrf}, follow_redirects=True)
+    assert "is queued again" in resp.get_data(as_text=True)
+    assert jobs.get(fid)["error"] != "the file could not be decoded"  # cleared (a worker may run it now)
+    resp = a.post(f"/clips/{qid}/cancel", data={"csrf_token": a.csrf}, follow_redirects=True)
+    assert "Cancelling f.jpg" in resp.get_data(as_text=True)
+    assert jobs.get(qid)["status"] == "cancelled"
+    again = a.post(f"/clips/{qid}/cancel", data={"csrf_token": a.csrf}, follow_redirects=True)
+    assert "it cannot be cancelled" in again.get_data(as_text=True)
+    resp = a.post(f"/clips/{qid}/delete", data={"csrf_token": a.csrf}, follow_redirects=True)
+    assert "f.jpg is deleted" in resp.get_data(as_text=True)
+    assert get_db().jobs.count_documents({"_id": queued["_id"]}) == 0
+
+
+def test_delete_removes_files_statistics_and_view(signed_in, alice, bob, tmp_path):
+    job = seed_clip(alice.id, frames=60, n_persons=3, seed=5, media_dir=tmp_path)
+    jid = job["_id"]
+    a = signed_in(alice)
+    assert a.get(f"/clips/{jid}").status_code == 200  # builds the results view
+    db = get_db()
+    assert db.result_views.count_documents({"_id": {"$in": [str(jid), f"{jid}:data"]}}) == 2
+    assert db.frames.count_documents({"job_id": jid}) == 60
+    resp = a.post(f"/clips/{jid}/delete", data={"csrf_token": a.csrf}, follow_redirects=True)
+    assert "is deleted" in resp.get_data(as_text=True)
+    assert db.jobs.count_documents({"_id": jid}) == 0
+    assert db.frames.count_documents({"job_id": jid}) == 0
+    assert db[f"{RESULTS}.files"].count_documents({"metadata.job_id": jid}) == 0
+    assert db[f"{UPLOADS}.files"].count_documents({"_id": job["input_id"]}) == 0
+    assert db.result_views.count_documents({"_id": {"$in": [str(jid), f"{jid}:data"]}}) == 0
+    assert a.get(f"/clips/{jid}").status_code == 404
+    assert a.get(f"/clips/{jid}/video").status_code == 404
+
+
+def test_running_clip_cannot_be_deleted(signed_in, alice):
+    job = _job(alice.id, failed=False)
+    jobs.claim(job["_id"], worker="test")
+    a = signed_in(alice)
+    resp = a.post(f"/clips/{job['_id']}/delete", data={"csrf_token": a.csrf}, follow_redirects=True)
+    assert "cancel it before deleting it" in resp.get_data(as_text=True)
+    assert jobs.get(job["_id"])["status"] == "running"
+    a.post(f"/clips/{job['_id']}/cancel", data={"csrf_token": a.csrf})
+    assert jobs.get(job["_id"])["cancel_requested"] is True

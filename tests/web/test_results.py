@@ -1,0 +1,228 @@
+"""Results pages, media with Range, downloads; every clip route refuses strangers and anonymous users."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from shared import jobs, storage
+from shared.db import RESULTS, UPLOADS, get_db
+from tests.web.seed import png, seed_clip, violations_of
+from web.app import create_app
+
+
+def embedded_bins(html: str) -> list[dict]:
+    return json.loads(re.search(r'<script type="application/json" id="bins-data">(.*?)</script>', html, re.S)
+                      .group(1))
+
+
+def test_video_results_page_shows_summary_chart_people_and_violations(signed_in, alice, video):
+    c = signed_in(alice)
+    resp = c.get(f"/clips/{video['_id']}")
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    r = video["result"]
+    assert f'src="/clips/{video["_id"]}/video"' in html and "<video" in html
+    assert f'{round(r["compliance_rate"] * 100)}%' in html
+    people = r["people"]
+    labels = {"Masked": "masked", "Not masked": "unmasked", "Mask worn incorrectly": "incorrect",
+              "Unknown": "unknown"}
+    for label, key in labels.items():
+        assert re.search(rf"<dt>{label}</dt><dd>{people[key]}</dd>", html), label
+    assert f"{r['face_frames']['total']} <span" in html  # face-frames
+    assert "0:10 · 250 frames at 25.0 fps" in html
+    assert "yunet-2023mar" in html and "mask-mobilenetv2-v1" in html and "tflite" in html
+    assert embedded_bins(html) == r["bins"]["second"]  # a 10 s clip charts per second
+    for p in r["persons"]:
+        assert f'<tr data-track="{p["track_id"]}">' in html
+        assert f'/clips/{video["_id"]}/files/{p["crop_id"]}' in html
+    for v in violations_of(video):
+        assert f'data-t="{v["first_s"]}"' in html
+    for what in ("annotated", "original", "frames.csv", "frames.json", "persons.csv"):
+        assert f'/clips/{video["_id"]}/download/{what}' in html
+
+
+def test_long_clip_charts_per_minute_and_pages_people(signed_in, alice, tmp_path):
+    # A 20-minute clip at a tenth of a frame per second keeps the frame count tiny.
+    job = seed_clip(alice.id, frames=120, fps=0.1, n_persons=230, seed=8, media_dir=tmp_path)
+    c = signed_in(alice)
+    html = c.get(f"/clips/{job['_id']}").get_data(as_text=True)
+    assert 'data-unit="minute"' in html and embedded_bins(html) == job["result"]["bins"]["minute"]
+    assert "page 1 of 3" in html and html.count('<tr data-track="') == 100
+    p3 = c.get(f"/clips/{job['_id']}?page=3").get_data(as_text=True)
+    assert p3.count('<tr data-track="') == 30 and "page 3 of 3" in p3
+    assert c.get(f"/clips/{job['_id']}?page=4").status_code == 404
+
+
+def test_image_results_page(signed_in, alice, image):
+    html = signed_in(alice).get(f"/clips/{image['_id']}").get_data(as_text=True)
+    assert f'<img id="result-image" class="result-image" src="/clips/{image["_id"]}/video"' in html
+    assert "<video" not in html and "bins-data" not in html
+    assert html.count('<tr data-track="') == 3
+    assert "Per-frame CSV" in html
+
+
+def test_pending_page_polls_until_done(signed_in, alice):
+    fid = storage.put(UPLOADS, io.BytesIO(b"x" * 10), "q.mp4", content_type="video/mp4")
+    job = jobs.create(owner=alice.id, filename="q.mp4", kind="video", input_id=fid, size=10,
+                      content_type="video/mp4")
+    run = jobs.claim(job["_id"], worker="t")
+    jobs.progress(job["_id"], run["run_id"], 0.42, 75.0)
+    html = signed_in(alice).get(f"/clips/{job['_id']}").get_data(as_text=True)
+    assert 'data-status="running"' in html and "42%" in html and "about 1:15 left" in html
+    assert f'data-status-url="/api/v1/clips/{job["_id"]}"' in html
+    assert "pending.js" in html
+
+
+def test_video_is_served_with_ranges(signed_in, alice, video):
+    c = signed_in(alice)
+    whole = c.get(f"/clips/{video['_id']}/video")
+    assert whole.status_code == 200 and whole.headers["Accept-Ranges"] == "bytes"
+    assert whole.mimetype == "video/mp4"
+    size = len(whole.data)
+    part = c.get(f"/clips/{video['_id']}/video", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.data == whole.data[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{size}"
+    tail = c.get(f"/clips/{video['_id']}/video", headers={"Range": "bytes=-64"})
+    assert tail.status_code == 206 and tail.data == whole.data[-64:]
+    beyond = c.get(f"/clips/{video['_id']}/video", headers={"Range": f"bytes={size}-"})
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{size}"
+    assert c.get(f"/clips/{video['_id']}/poster").mimetype == "image/jpeg"
+    original = c.get(f"/clips/{video['_id']}/original")
+    with storage.open_file(UPLOADS, video["input_id"]) as f:
+        assert original.data == f.read()
+
+
+def test_files_route_serves_only_this_clips_files(signed_in, alice, video, image):
+    c = signed_in(alice)
+    crop = video["result"]["persons"][0]["crop_id"]
+    ok = c.get(f"/clips/{video['_id']}/files/{crop}")
+    assert ok.status_code == 200 and ok.mimetype == "image/jpeg"
+    # Another clip's file through this clip's URL, the original upload, junk ids: all 404.
+    other = image["result"]["persons"][0]["crop_id"]
+    for fid in (other, video["input_id"], "nothex", "0" * 24):
+        assert c.get(f"/clips/{video['_id']}/files/{fid}").status_code == 404, fid
+
+
+def test_frames_csv_streams_every_frame_with_consistent_counts(signed_in, alice, video):
+    resp = signed_in(alice).get(f"/clips/{video['_id']}/download/frames.csv")
+    assert resp.status_code == 200 and resp.mimetype == "text/csv"
+    assert resp.is_streamed
+    assert 'attachment; filename="lobby.frames.csv"' in resp.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+    assert [int(r["frame"]) for r in rows] == list(range(250))
+    ff = video["result"]["face_frames"]
+    for key in ("masked", "unmasked", "incorrect", "unknown"):
+        assert sum(int(r[key]) for r in rows) == ff[key]
+    assert sum(int(r["faces"]) for r in rows) == ff["total"]
+    decided = [r for r in rows if int(r["masked"]) + int(r["unmasked"]) + int(r["incorrect"])]
+    r0 = decided[0]
+    expect = int(r0["masked"]) / (int(r0["masked"]) + int(r0["unmasked"]) + int(r0["incorrect"]))
+    assert float(r0["compliance"]) == pytest.approx(expect, abs=1e-4)
+
+
+def test_frames_json_and_persons_csv(signed_in, alice, video):
+    c = signed_in(alice)
+    data = json.loads(c.get(f"/clips/{video['_id']}/download/frames.json").get_data(as_text=True))
+    assert data["clip"] == str(video["_id"]) and len(data["frames"]) == 250
+    stored = get_db().frames.find_one({"job_id": video["_id"], "frame": 17}, {"_id": 0, "job_id": 0})
+    assert data["frames"][17] == stored
+    rows = list(csv.DictReader(io.StringIO(c.get(f"/clips/{video['_id']}/download/persons.csv")
+                                           .get_data(as_text=True))))
+    persons = video["result"]["persons"]
+    assert [int(r["track_id"]) for r in rows] == [p["track_id"] for p in persons]
+    assert [r["vote"] for r in rows] == [p["vote"] for p in persons]
+    assert int(rows[0]["masked_votes"]) == persons[0]["votes"]["masked"]
+
+
+def test_annotated_and_original_downloads(signed_in, alice, video):
+    c = signed_in(alice)
+    ann = c.get(f"/clips/{video['_id']}/download/annotated")
+    assert ann.status_code == 200 and "lobby.annotated.mp4" in ann.headers["Content-Disposition"]
+    with storage.open_file(RESULTS, video["result"]["output_id"]) as f:
+        assert ann.data == f.read()
+    orig = c.get(f"/clips/{video['_id']}/download/original")
+    assert 'filename="lobby.mp4"' in orig.headers["Content-Disposition"]
+    assert c.get(f"/clips/{video['_id']}/download/secrets.txt").status_code == 404
+
+
+def test_results_of_an_unfinished_clip_are_not_ready(signed_in, alice):
+    fid = storage.put(UPLOADS, io.BytesIO(b"x" * 10), "q.mp4", content_type="video/mp4")
+    job = jobs.create(owner=alice.id, filename="q.mp4", kind="video", input_id=fid, size=10,
+                      content_type="video/mp4")
+    c = signed_in(alice)
+    resp = c.get(f"/clips/{job['_id']}/download/frames.csv")
+    assert resp.status_code == 409 and "The clip is queued" in resp.get_data(as_text=True)
+    assert c.get(f"/clips/{job['_id']}/video").status_code == 404
+    assert c.get(f"/clips/{job['_id']}/download/original").status_code == 200
+
+
+def test_malformed_and_unknown_ids_are_404(signed_in, alice):
+    c = signed_in(alice)
+    for jid in ("nothex", "0" * 24, "../../etc", "6b0" * 8):
+        for path in (f"/clips/{jid}", f"/clips/{jid}/video", f"/clips/{jid}/download/frames.csv"):
+            resp = c.get(path)
+            assert resp.status_code == 404, path
+            assert "There is no such page or clip" in resp.get_data(as_text=True)
+
+
+def clip_routes(app, video) -> list[tuple[str, str]]:
+    """(method, URL) for every route that names a clip, filled with the seeded video's ids."""
+    person = video["result"]["persons"][0]
+    values = {"job_id": str(video["_id"]), "file_id": str(person["crop_id"]), "what": "frames.csv",
+              "track_id": person["track_id"]}
+    out = []
+    for rule in app.url_map.iter_rules():
+        if "job_id" not in rule.arguments:
+            continue
+        url = rule.rule
+        for arg in rule.arguments:
+            url = re.sub(rf"<(?:\w+:)?{arg}>", str(values[arg]), url)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            out.append((method, url))
+    return out
+
+
+def test_every_clip_route_is_404_for_another_user(settings, signed_in, bob, video):
+    app = create_app(settings, config={"TESTING": True})
+    routes = clip_routes(app, video)
+    assert len(routes) >= 20  # pages, media, downloads and the API
+    c = signed_in(bob)
+    for method, url in routes:
+        headers = {"X-CSRFToken": c.csrf}
+        resp = c.open(url, method=method, data={"csrf_token": c.csrf}, headers=headers)
+        assert resp.status_code == 404, (method, url, resp.status_code)
+        body = resp.get_data(as_text=True)
+        assert str(video["result"]["compliance_rate"]) not in body and video["filename"] not in body
+    assert jobs.get(video["_id"])["status"] == "succeeded"  # nothing was changed or deleted
+
+
+def test_every_clip_route_needs_a_login(settings, video):
+    app = create_app(settings, config={"TESTING": True})
+    c = app.test_client()
+    for method, url in clip_routes(app, video):
+        resp = c.open(url, method=method)
+        if url.startswith("/api/"):
+            assert resp.status_code == 401 and resp.get_json()["error"] == "unauthorized", url
+        elif method == "GET":
+            assert resp.status_code == 302 and "/login" in resp.headers["Location"], url
+        else:
+            assert resp.status_code in (302, 400), url  # the login redirect, or CSRF refusal first
+
+
+def test_admin_sees_other_peoples_clips(signed_in, admin, video):
+    c = signed_in(admin)
+    assert c.get(f"/clips/{video['_id']}").status_code == 200
+    assert c.get(f"/clips/{video['_id']}/video", headers={"Range": "bytes=0-9"}).status_code == 206
+    assert c.get(f"/clips/{video['_id']}/download/persons.csv").status_code == 200
+
+
+def test_explanation_images_are_served_from_the_clip(signed_in, alice, video):
+    grad = storage.put(RESULTS, io.BytesIO(png()), "g.png", content_type="image/png",
+                       metadata={"job_id": video["_id"], "role": "gradcam"})
+    resp = signed_in(alice).get(f"/clips/{video['_id']}/files/{grad}")
+    assert resp.status_code == 200 and resp.mimetype == "image/png" and resp.data == png()

@@ -1,0 +1,67 @@
+"""Detection whose working size follows the content: fine while small faces are in view, coarse otherwise.
+
+Every frame gets a full-frame detection. YuNet's cost grows with working pixels, and most of it buys
+small faces: a 960-px working image finds 20-48 px faces at 1080p that a 480-px one misses, at 3-4x
+the cost. So the fine pass runs on every frame while any face in view is small; when all faces (or
+none) are large enough for the coarse pass, the coarse pass runs instead, with a fine pass every
+`check_every` frames to notice small faces arriving (at most check_every - 1 frames late).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worker.pipeline.faces import Faces
+
+
+class AdaptiveDetector:
+    """A callable BGR frame -> Faces choosing between a fine and a coarse detector frame by frame."""
+
+    name = "yunet"
+
+    def __init__(self, fine, coarse, *, reliable_px: float = 28.0, check_every: int = 6,
+                 hold_frames: int = 25):
+        """reliable_px: face size (short side, working-image pixels) the coarse pass finds reliably;
+        hold_frames: fine frames without a small face before going coarse again."""
+        self.fine, self.coarse = fine, coarse
+        self.sha256 = fine.sha256
+        self.reliable_px = reliable_px
+        self.check_every = check_every
+        self.hold_frames = hold_frames
+        self._fine_left = 0  # > 0: fine mode for this many more frames
+        self._frame = 0
+        self.fine_frames = self.coarse_frames = 0
+
+    def _too_small_for_coarse(self, faces: Faces, width: int, height: int) -> bool:
+        scale = self.coarse.working_scale(width, height)
+        return bool(len(faces) and float(faces.short_side.min()) * scale < self.reliable_px)
+
+    def __call__(self, frame_bgr: np.ndarray) -> Faces:
+        """Faces of one BGR (H, W, 3) frame, in frame pixels."""
+        h, w = frame_bgr.shape[:2]
+        check = self._frame % self.check_every == 0
+        self._frame += 1
+        if self._fine_left > 0 or check:
+            faces = self.fine(frame_bgr)
+            self.fine_frames += 1
+            if self._too_small_for_coarse(faces, w, h):
+                self._fine_left = self.hold_frames
+            else:
+                self._fine_left = max(0, self._fine_left - 1)
+            return faces
+        faces = self.coarse(frame_bgr)
+        self.coarse_frames += 1
+        if self._too_small_for_coarse(faces, w, h):
+            self._fine_left = self.hold_frames  # someone walked away from the camera
+        return faces
+
+    def working_scale(self, width: int, height: int) -> float:
+        """The fine pass's scale (the finest this detector looks)."""
+        return self.fine.working_scale(width, height)
+
+    def describe(self) -> dict:
+        """Both passes' parameters and the switching rule."""
+        return {"name": self.name, "adaptive": True, "fine": self.fine.describe(),
+                "coarse": self.coarse.describe(), "reliable_px": self.reliable_px,
+                "check_every": self.check_every, "hold_frames": self.hold_frames,
+                "fine_frames": self.fine_frames, "coarse_frames": self.coarse_frames}
