@@ -40,6 +40,8 @@ class Pipeline:
     crop: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None  # None: the worker's crop_faces
     tally: Tally = field(default_factory=Tally)
     fine: Tally = field(default_factory=lambda: Tally(bins=FINE_BINS))
+    rules: object | None = None  # worker.pipeline.rules.Rules: also count labels as the worker sets them
+    ruled: Tally = field(default_factory=Tally)
     detect_s: list = field(default_factory=list)
     classify_s: list = field(default_factory=list)
     classified_faces: int = 0
@@ -49,18 +51,24 @@ class Pipeline:
         t0 = time.perf_counter()
         faces = self.detector(frame_bgr)
         t1 = time.perf_counter()
-        labels = None
+        labels = probs = None
         if self.classifier is not None:
+            probs = np.zeros((0, 3), np.float32)
             if len(faces):
                 crops = self._crop(frame_bgr, faces.xyxy, self.classifier.input_size)
-                labels = np.asarray(self.classifier(crops)).argmax(axis=1)
-            else:
-                labels = np.zeros(0, np.int64)
+                probs = np.asarray(self.classifier(crops), np.float32)
+            labels = probs.argmax(axis=1)
             self.classify_s.append(time.perf_counter() - t1)
             self.classified_faces += len(faces)
         self.detect_s.append(t1 - t0)
         self.tally.add(faces.xyxy, faces.score, gt, gt_labels, labels, iou)
         self.fine.add(faces.xyxy, faces.score, gt, gt_labels, None, iou)
+        if self.rules is not None and probs is not None:
+            from worker.pipeline.rules import frame_labels
+
+            # The worker leaves tiny and low-confidence faces unlabelled (unknown) instead of guessing.
+            ruled = frame_labels(probs, faces.short_side, self.rules)
+            self.ruled.add(faces.xyxy, faces.score, gt, gt_labels, ruled, iou)
 
     def _crop(self, frame_bgr: np.ndarray, xyxy: np.ndarray, size: int) -> np.ndarray:
         if self.crop is not None:
@@ -102,6 +110,14 @@ class Pipeline:
                 round(1000 * total / self.classified_faces, 2) if self.classified_faces else None
             )
         out["timing"] = timing
+        if self.rules is not None and classify:
+            r = self.ruled.summary(labelled=True)
+            keep = ("labelled_share", "mask_accuracy_3class_labelled", "mask_accuracy_binary_labelled")
+            out["with_worker_rules"] = {
+                "rules": {k: getattr(self.rules, k) for k in ("min_face_px", "min_confidence")},
+                "overall": {k: r["overall"][k] for k in keep},
+                "by_size": {b: {k: v[k] for k in keep} for b, v in r["by_size"].items()},
+            }
         return out
 
 
@@ -148,6 +164,7 @@ def build_pipelines(args: argparse.Namespace) -> list[Pipeline]:
         from worker.pipeline.classify import SeedClassifier, load_classifier
 
         ours.classifier = load_classifier(backend=args.backend)
+        ours.rules = _worker_rules()
         if not args.no_seeds:
             pipes[1].classifier = SeedClassifier()
         for p in pipes:
@@ -155,6 +172,15 @@ def build_pipelines(args: argparse.Namespace) -> list[Pipeline]:
             s = p.classifier.input_size
             p.classifier(np.zeros((1, s, s, 3), np.uint8))
     return pipes
+
+
+def _worker_rules():
+    """The worker's default labelling rules, or None where that module is absent."""
+    try:
+        from worker.pipeline.rules import Rules
+    except ImportError:
+        return None
+    return Rules()
 
 
 def evaluate(args: argparse.Namespace) -> dict:

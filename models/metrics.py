@@ -90,13 +90,14 @@ class Tally:
     det: np.ndarray = field(default=None)
     true_det: np.ndarray = field(default=None)
     classified: np.ndarray = field(default=None)
+    labelled: np.ndarray = field(default=None)
     correct3: np.ndarray = field(default=None)
     correct2: np.ndarray = field(default=None)
     confusion: np.ndarray = field(default=None)
 
     def __post_init__(self) -> None:
         k = len(self.bins)
-        for name in ("gt", "found", "det", "true_det", "classified", "correct3", "correct2"):
+        for name in ("gt", "found", "det", "true_det", "classified", "labelled", "correct3", "correct2"):
             if getattr(self, name) is None:
                 setattr(self, name, np.zeros(k, np.int64))
         if self.confusion is None:
@@ -133,13 +134,21 @@ class Tally:
             ok = guess >= 0  # an unclassified face (label -1) counts as wrong, not as skipped
             b = gbin[hit]
             self.classified += np.bincount(b, minlength=k)
+            self.labelled += np.bincount(b[ok], minlength=k)
             self.correct3 += np.bincount(b[ok & (guess == truth)], minlength=k)
             self.correct2 += np.bincount(b[ok & ((guess == COMPLIANT) == (truth == COMPLIANT))], minlength=k)
             np.add.at(self.confusion, (truth[ok], guess[ok]), 1)
         return p2g, g2p
 
-    def summary(self, classification: bool = True) -> dict:
-        """Recall, precision and (optionally) mask accuracy, overall and per size bin."""
+    def summary(self, classification: bool = True, labelled: bool | None = None) -> dict:
+        """Recall, precision and (optionally) mask accuracy, overall and per size bin.
+
+        Mask accuracy counts a matched face left unlabelled (-1) as wrong; with labelled=True (default:
+        when some face was unlabelled) the share labelled and the accuracy over those are added.
+        """
+        if labelled is None:
+            labelled = int(self.labelled.sum()) < int(self.classified.sum())
+        unknowns = classification and labelled
 
         def block(i: slice | int) -> dict:
             out = {
@@ -152,6 +161,11 @@ class Tally:
                 n = int(np.sum(self.classified[i]))
                 out["mask_accuracy_3class"] = _ratio(int(np.sum(self.correct3[i])), n)
                 out["mask_accuracy_binary"] = _ratio(int(np.sum(self.correct2[i])), n)
+            if unknowns:
+                m = int(np.sum(self.labelled[i]))
+                out["labelled_share"] = _ratio(m, n)
+                out["mask_accuracy_3class_labelled"] = _ratio(int(np.sum(self.correct3[i])), m)
+                out["mask_accuracy_binary_labelled"] = _ratio(int(np.sum(self.correct2[i])), m)
             return out
 
         result = {"overall": block(slice(None))}

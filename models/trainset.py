@@ -7,7 +7,7 @@ python -m models.trainset stats
 A document: {sha256, file_id, filename, kind: "crop" | "scene", label (crops: a LABELS name),
 faces (scenes: [{box: [x1, y1, x2, y2] pixels, label}]), split, source, provenance, width, height,
 imported_at}. Importing is idempotent by the file's sha256 (a unique index): a file already there is
-skipped. Files are streamed to and from GridFS one at a time.
+skipped. Files are streamed to GridFS one at a time and read back in one pass over its chunks.
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from pathlib import Path
 import numpy as np
 from pymongo.errors import DuplicateKeyError
 
-from models.data import FOLDER_LABELS, IMAGE_SUFFIXES, Record, decode_bgr, read_bgr
+from models.data import (
+    FOLDER_LABELS,
+    IMAGE_SUFFIXES,
+    CropSet,
+    Record,
+    crops_of,
+    decode_bgr,
+    read_bgr,
+)
 from models.splits import split_of
 from models.voc import read_scenes
 from shared import db
@@ -44,17 +52,23 @@ def _collection():
     return db.get_db()[COLLECTION]
 
 
-def _put(path: Path, doc: dict) -> bool:
-    """Upload one file and insert its document unless its sha256 is there; True when added."""
-    images = _collection()
+def _known_sha256() -> set[str]:
+    # One scan up front: a find by a non-_id field is a full scan on FerretDB, per file O(n^2).
+    return {d["sha256"] for d in _collection().find({}, {"sha256": 1, "_id": 0})}
+
+
+def _put(path: Path, doc: dict, known: set[str]) -> bool:
+    """Upload one file and insert its document unless its sha256 is known; True when added."""
     sha = sha256_of(path)
-    if images.find_one({"sha256": sha}, {"_id": 1}) is not None:
+    if sha in known:
         return False
+    known.add(sha)
     bucket = db.gridfs_bucket(db.TRAINING)
     with open(path, "rb") as f:
         file_id = bucket.upload_from_stream(path.name, f, metadata={"sha256": sha})
+    record = {**doc, "sha256": sha, "file_id": file_id, "filename": path.name}
     try:
-        images.insert_one({**doc, "sha256": sha, "file_id": file_id, "filename": path.name})
+        _collection().insert_one(record | {"bytes": path.stat().st_size})
     except DuplicateKeyError:
         # A concurrent import won the race: keep its document, drop our copy of the bytes.
         bucket.delete(file_id)
@@ -75,7 +89,7 @@ def import_folder(
 ) -> ImportResult:
     """Import folder/<label>/*.jpg face crops (label from the folder name, e.g. with_mask)."""
     folder = Path(folder)
-    result = ImportResult()
+    result, known = ImportResult(), _known_sha256()
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         if sub.name not in FOLDER_LABELS:
             raise ValueError(f"{sub}: folder name is not a label; use one of {sorted(FOLDER_LABELS)}")
@@ -91,7 +105,7 @@ def import_folder(
                 "height": h,
                 "imported_at": dt.datetime.now(dt.UTC),
             }
-            added = _put(path, doc)
+            added = _put(path, doc, known)
             result.added += added
             result.skipped += not added
     return result
@@ -102,7 +116,7 @@ def import_scenes(
 ) -> ImportResult:
     """Import PASCAL VOC scenes (images/ + annotations/) of one split ('train' | 'val' | 'all')."""
     folder = Path(folder)
-    result = ImportResult()
+    result, known = ImportResult(), _known_sha256()
     for scene in read_scenes(folder):
         scene_split = split_of(scene.stem)
         if split not in ("all", scene_split) or not len(scene.labels):
@@ -121,20 +135,44 @@ def import_scenes(
             "height": h,
             "imported_at": dt.datetime.now(dt.UTC),
         }
-        added = _put(scene.image_path, doc)
+        added = _put(scene.image_path, doc, known)
         result.added += added
         result.skipped += not added
     return result
 
 
-def mongo_records(split: str = "train") -> Iterator[Record]:
-    """Each training image of a split as a Record, in sha256 order (stable for seeded training)."""
-    bucket = db.gridfs_bucket(db.TRAINING)
-    cursor = _collection().find({"split": split}, sort=[("sha256", 1)], batch_size=64)
-    for doc in cursor:
-        with bucket.open_download_stream(doc["file_id"]) as stream:
-            image = decode_bgr(stream.read(), doc["filename"])
-        yield to_record(doc, image)
+def mongo_records(split: str = "train") -> Iterator[tuple[str, Record]]:
+    """(sha256, Record) of each training image of a split, in storage order.
+
+    One streaming pass over the bucket's chunks (a GridFS download per file re-scans every chunk
+    on FerretDB); only the chunks of a file being assembled are held in memory.
+    """
+    database = db.get_db()
+    docs = {d["file_id"]: d for d in _collection().find({"split": split}, {"provenance": 0})}
+    parts: dict = {}
+    for chunk in database[f"{db.TRAINING}.chunks"].find({}, batch_size=32):
+        doc = docs.get(chunk["files_id"])
+        if doc is None:
+            continue  # a file of another split
+        got = parts.setdefault(chunk["files_id"], {})
+        got[chunk["n"]] = bytes(chunk["data"])
+        if sum(map(len, got.values())) == doc["bytes"]:
+            del parts[chunk["files_id"]]
+            blob = b"".join(got[n] for n in sorted(got))
+            yield doc["sha256"], to_record(doc, decode_bgr(blob, doc["filename"]))
+
+
+def mongo_crops(split: str, size: int) -> CropSet:
+    """Every face of a split's training images as crops, ordered by sha256 (reproducible training)."""
+    keys: list[str] = []
+
+    def tagged() -> Iterator[Record]:
+        for sha, record in mongo_records(split):
+            keys.extend([sha] * len(record.labels))
+            yield record
+
+    crops = crops_of(tagged(), size)
+    return crops.take(np.argsort(np.asarray(keys), kind="stable"))
 
 
 def to_record(doc: dict, image_bgr: np.ndarray) -> Record:

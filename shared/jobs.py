@@ -141,6 +141,13 @@ def progress(job_id, run_id: str, fraction: float, eta_s: float | None, **fields
     return bool(doc.get("cancel_requested"))
 
 
+def record(job_id, run_id: str, **fields) -> bool:
+    """Set worker bookkeeping fields (not state) on the current attempt; False when it is not current."""
+    res = get_db().jobs.update_one({"_id": object_id(job_id), "status": RUNNING, "run_id": run_id},
+                                   {"$set": fields})
+    return res.matched_count == 1
+
+
 def finish(job_id, run_id: str, result: dict) -> dict:
     """Mark the attempt succeeded with its result (only the current attempt may)."""
     t = now()

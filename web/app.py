@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, config: dict | None = None) -> 
 
     @app.context_processor
     def limits():
-        return {"upload_max_bytes": settings.upload_max_bytes}
+        return {"upload_max_bytes": app.config["UPLOAD_MAX_BYTES"]}
 
     @app.after_request
     def security_headers(resp):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import filetype
 from flask import request
@@ -57,13 +56,6 @@ def classify(head: bytes) -> tuple[str, str]:
         f"This file is not a supported video or image ({mime or 'unknown type'}). "
         "Upload MP4, MOV, MKV, AVI or WebM video, or JPEG/PNG images."
     )
-
-
-def sniff(stream: BinaryIO) -> tuple[str, str]:
-    """('video' | 'image', MIME type) from the first bytes; rewinds the stream."""
-    head = stream.read(HEAD_BYTES)
-    stream.seek(0)
-    return classify(head)
 
 
 def clean_filename(name: str | None) -> str:

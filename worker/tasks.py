@@ -26,6 +26,7 @@ from shared.db import RESULTS, UPLOADS, get_db
 from shared.errors import BadInput, Cancelled, IllegalTransition, NotFound, ServiceUnavailable
 from worker.pipeline import run
 from worker.pipeline.stats import FrameDocWriter
+from worker.pipeline.threads import BackgroundWriter
 from worker.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,39 @@ def _run(job: dict, workdir: Path) -> dict:
     job_id = job["_id"]
     src = storage.save_to(UPLOADS, job["input_id"], workdir / f"input{Path(job['filename']).suffix}")
     progress = Progress(job_id, job["run_id"], total_frames=None)
-    frames = get_db().frames
-    writer = FrameDocWriter(lambda docs: frames.insert_many(docs, ordered=False), batch=FRAME_BATCH)
-    outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress,
-                          on_frame=lambda doc: writer.add({"job_id": job_id, **doc}))
-    writer.flush()
+    # Inserts run in their own thread: the frame loop never waits for the database.
+    with BackgroundWriter(FrameInserts(job_id, job["run_id"]), maxsize=4, name="frames") as inserts:
+        writer = FrameDocWriter(inserts.write, batch=FRAME_BATCH)
+        outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress,
+                              on_frame=lambda doc: writer.add({"job_id": job_id, **doc}))
+        writer.flush()
     return store_outcome(job, outcome, progress)
+
+
+class FrameInserts:
+    """A sink of frame-document batches into `frames`; marks the job before its first insert.
+
+    The mark (`frames_written`) tells a later attempt or a failure that there is something to delete:
+    deleting by job id is a scan on servers without the index (FerretDB), so it is skipped when not.
+    """
+
+    def __init__(self, job_id, run_id: str):
+        self.job_id, self.run_id = job_id, run_id
+        self.marked = False
+
+    def __enter__(self) -> FrameInserts:
+        return self
+
+    def write(self, docs: list[dict]) -> None:
+        """Insert one batch (called in the writer thread)."""
+        if not self.marked:
+            if not jobs.record(self.job_id, self.run_id, frames_written=True):
+                raise Cancelled("a newer attempt owns the job")
+            self.marked = True
+        get_db().frames.insert_many(docs, ordered=False)
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 def store_outcome(job: dict, outcome: run.Outcome, progress: Progress) -> dict:
@@ -113,8 +141,9 @@ def store_outcome(job: dict, outcome: run.Outcome, progress: Progress) -> dict:
     result = dict(outcome.summary)
     ids = {"output": ObjectId(), "thumbnail": ObjectId()}
     crop_ids = {tid: ObjectId() for tid in outcome.crops}
-    # Also the last cancel check before storing.
-    progress(result.get("frames", 0), force=True, pending_files=[*ids.values(), *crop_ids.values()])
+    progress(result.get("frames", 0), force=True)  # the last cancel check before storing
+    if not jobs.record(job_id, job["run_id"], pending_files=[*ids.values(), *crop_ids.values()]):
+        raise Cancelled("a newer attempt owns the job")
     stem = Path(job["filename"]).stem
     suffix = ".mp4" if outcome.output_type == "video/mp4" else ".jpg"
     meta = {"job_id": job_id}
@@ -137,7 +166,8 @@ def store_outcome(job: dict, outcome: run.Outcome, progress: Progress) -> dict:
 def clean_earlier_attempts(job: dict) -> None:
     """Remove what earlier attempts of this job left: frame docs, stored files, temp folders."""
     job_id = job["_id"]
-    get_db().frames.delete_many({"job_id": job_id})
+    if job.get("frames_written"):
+        get_db().frames.delete_many({"job_id": job_id})
     _delete_files(job)
     for stale in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{job_id}-*"):
         shutil.rmtree(stale, ignore_errors=True)  # a killed attempt never reached its own cleanup
@@ -160,5 +190,6 @@ def _discard(job: dict, run_id: str) -> None:
         return
     if current.get("run_id") != run_id:
         return
-    get_db().frames.delete_many({"job_id": job["_id"]})
+    if current.get("frames_written"):
+        get_db().frames.delete_many({"job_id": job["_id"]})
     _delete_files(current)

@@ -65,7 +65,7 @@ def test_empty_and_blank_frames_have_no_faces(yunet, res10):
     for det in (yunet, res10):
         assert len(det(np.zeros((0, 0, 3), np.uint8))) == 0
         assert len(det(np.zeros((480, 640, 3), np.uint8))) == 0
-        assert len(det(np.full((720, 1280, 3), 255, np.uint8))) == 0
+        assert len(det(np.full((360, 640, 3), 255, np.uint8))) == 0
 
 
 @pytest.mark.parametrize(

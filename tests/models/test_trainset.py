@@ -43,9 +43,11 @@ def test_import_folder_read_back_and_idempotent(labelled_folder, empty_trainset,
     doc = empty_trainset.find_one({"provenance.path": "with_mask/with_mask_0000.jpg"})
     assert doc["label"] == "masked" and doc["split"] == "train" and doc["source"] == "t"
     assert doc["sha256"] == sha256_of(labelled_folder / "with_mask" / "with_mask_0000.jpg")
-    records = list(trainset.mongo_records("train"))
+    records = [r for _, r in trainset.mongo_records("train")]
     assert sorted(int(r.labels[0]) for r in records) == [0, 0, 0, 1, 1, 1]
     assert all(r.image_bgr.ndim == 3 and r.boxes is None for r in records)
+    crops = trainset.mongo_crops("train", 64)
+    assert crops.images.shape == (6, 64, 64, 3) and sorted(crops.labels.tolist()) == [0, 0, 0, 1, 1, 1]
     stored = db.gridfs_bucket(db.TRAINING).open_download_stream(doc["file_id"]).read()
     assert stored == (labelled_folder / "with_mask" / "with_mask_0000.jpg").read_bytes()
 
@@ -65,7 +67,7 @@ def test_import_scenes_keeps_boxes_and_only_the_asked_split(tmp_path, asset, emp
     splits = {d["split"] for d in empty_trainset.find({"kind": "scene"})}
     assert splits == {"train", "val"}
     for split in splits:
-        records = list(trainset.mongo_records(split))
+        records = [r for _, r in trainset.mongo_records(split)]
         assert records and all(len(r.boxes) == len(r.labels) > 0 for r in records)
         assert all(np.all(r.boxes[:, 2:] > r.boxes[:, :2]) for r in records)
     assert {r["split"] for r in trainset.stats()} == splits

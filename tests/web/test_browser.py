@@ -6,9 +6,11 @@ artifacts/screenshots/ as test artefacts.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import threading
+import time
 import uuid
 
 import pytest
@@ -18,12 +20,18 @@ from shared import jobs, storage
 from shared.db import RESULTS
 from tests.conftest import ARTIFACTS
 from tests.web.conftest import PASSWORD, new_app
-from tests.web.seed import png
+from tests.web.seed import jpeg, png
 
 SHOTS = ARTIFACTS / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
+
+class LiveServer(str):
+    """The base URL of a served app; .app is the Flask app (for config changes)."""
+
+    app = None
 
 
 @pytest.fixture
@@ -33,7 +41,9 @@ def live_server(settings):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    url = LiveServer(f"http://127.0.0.1:{server.server_port}")
+    url.app = app
+    yield url
     server.shutdown()
     thread.join(10)
 
@@ -49,10 +59,21 @@ def page():
         pg.set_default_timeout(30_000)
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
         pg.js_errors = errors
         yield pg
         context.close()
         browser.close()
+
+
+def wait_until(page, expression: str, timeout: float = 30) -> None:
+    """Poll a JS expression until truthy (page.evaluate is not subject to the page's CSP, unlike
+    wait_for_function's in-page polling, and the app's CSP forbids eval)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout}s: {expression}")
+        time.sleep(0.1)
 
 
 def shot(page, name: str) -> None:
@@ -90,7 +111,7 @@ def test_register_upload_watch_seek_chart_and_download(worker, live_server, page
 
     page.locator("tr.clip .name a").first.click()
     page.wait_for_url(f"{live_server}/clips/{job_id}")
-    page.wait_for_function("document.getElementById('player').readyState >= 2", timeout=30_000)
+    wait_until(page, "document.getElementById('player').readyState >= 2", timeout=30)
     duration = page.evaluate("document.getElementById('player').duration")
     assert abs(duration - done["result"]["duration_s"]) < 0.5
 
@@ -101,7 +122,7 @@ def test_register_upload_watch_seek_chart_and_download(worker, live_server, page
         v.addEventListener('seeked', () => res(), {once: true});
         v.currentTime = t;
     })""", target)
-    page.wait_for_function("document.getElementById('player').readyState >= 2")
+    wait_until(page, "document.getElementById('player').readyState >= 2")
     assert abs(page.evaluate("document.getElementById('player').currentTime") - target) < 0.1
     played = page.evaluate("""() => new Promise(res => {
         const v = document.getElementById('player');
@@ -112,17 +133,17 @@ def test_register_upload_watch_seek_chart_and_download(worker, live_server, page
     assert played > 0.2, f"the video did not play after seeking ({played})"
 
     # The chart is drawn, its cursor follows the player, a click on it seeks.
-    page.wait_for_selector("#chart svg .rate-line")
+    page.wait_for_selector("#chart svg .rate-line", state="attached")
     bars = page.evaluate("Array.from(document.querySelectorAll('#chart svg path.bar'))"
                          ".map(p => p.getAttribute('d'))")
     assert any(d != "M0 0" for d in bars), "no bars in the chart"
     cursor_x = float(page.get_attribute("#chart svg .cursor", "x1"))
     box = page.locator("#chart svg").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
-    page.wait_for_function(f"document.getElementById('player').currentTime < {target - 1}")
+    wait_until(page, f"document.getElementById('player').currentTime < {target - 1}")
     seeked_to = page.evaluate("document.getElementById('player').currentTime")
     assert seeked_to < duration * 0.3
-    page.wait_for_function("parseFloat(document.querySelector('#chart svg .cursor').getAttribute('x1'))"
+    wait_until(page, "parseFloat(document.querySelector('#chart svg .cursor').getAttribute('x1'))"
                            f" < {cursor_x}")
     shot(page, "04-results")
 
@@ -154,10 +175,10 @@ def test_seeded_results_in_a_browser(live_server, page, alice, video, image, mon
     assert page.locator(f"tr.clip[data-id='{video['_id']}'] img.thumb").count() == 1
 
     page.goto(f"{live_server}/clips/{video['_id']}")
-    page.wait_for_function("document.getElementById('player').readyState >= 2")
+    wait_until(page, "document.getElementById('player').readyState >= 2")
     first = next(p for p in video["result"]["persons"] if p["vote"] in ("unmasked", "incorrect"))
     page.locator(f"button.violation[data-t='{first['first_s']}']").first.click()
-    page.wait_for_function(
+    wait_until(page,
         f"Math.abs(document.getElementById('player').currentTime - {first['first_s']}) < 0.1")
     # The unit switch fetches the per-minute bins from the API and redraws.
     page.click(".unit-switch button[data-unit=minute]")
@@ -179,13 +200,44 @@ def test_seeded_results_in_a_browser(live_server, page, alice, video, image, mon
         "status": "done", **ids, "label": "masked", "probs": [0.91, 0.05, 0.04], "error": None}}})
     page.wait_for_selector("#explain-images:not([hidden])", timeout=15_000)
     assert "Classifier says masked" in page.inner_text("#explain-label")
-    page.wait_for_function("document.getElementById('explain-gradcam').naturalWidth === 96")
+    wait_until(page, "document.getElementById('explain-gradcam').naturalWidth === 96")
     shot(page, "11-results-seeded")
 
     page.goto(f"{live_server}/clips/{image['_id']}")
-    page.wait_for_function("document.getElementById('result-image').naturalWidth > 0")
+    wait_until(page, "document.getElementById('result-image').naturalWidth > 0")
     shot(page, "12-image")
     for path, name in (("/settings", "13-settings"), ("/model", "14-model")):
         page.goto(f"{live_server}{path}")
         shot(page, name)
+    assert not page.js_errors, page.js_errors
+
+
+DROP = """([name, b64]) => {
+    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, {type: name.endsWith(".jpg") ? "image/jpeg" : "video/mp4"}));
+    const drop = new DragEvent("drop", {dataTransfer: dt, bubbles: true});
+    document.getElementById("dropzone").dispatchEvent(drop);
+}"""
+
+
+@pytest.mark.browser
+def test_drop_uploads_and_bad_files_in_a_browser(live_server, page, bob, mongo):
+    """Files dropped on the zone upload; too large is refused before sending, bad types by the server."""
+    live_server.app.config["UPLOAD_MAX_BYTES"] = 256 * 1024
+    sign_in(page, live_server, bob.username)
+    before = mongo.jobs.count_documents({"owner": bob.id})
+    page.evaluate(DROP, ["door.jpg", base64.b64encode(jpeg(size=(64, 48))).decode()])
+    page.wait_for_selector(".upload-item.ok")
+    page.wait_for_selector("tr.clip >> text=door.jpg")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if r.method == "POST" else None)
+    page.evaluate(DROP, ["huge.mp4", base64.b64encode(b"\0" * (300 * 1024)).decode()])
+    page.wait_for_selector(".upload-item.failed >> text=too large")
+    assert "the limit is 256.0 KB" in page.inner_text(".upload-item.failed")
+    page.evaluate(DROP, ["notes.mp4", base64.b64encode(b"just some text, not a video").decode()])
+    page.wait_for_selector(".upload-item.failed >> text=not a supported video or image")
+    assert len(requests) == 1, requests  # only notes.mp4 went to the server; huge.mp4 never left
+    assert mongo.jobs.count_documents({"owner": bob.id}) == before + 1
+    shot(page, "15-drop-uploads")
     assert not page.js_errors, page.js_errors

@@ -57,9 +57,10 @@
       }
       el("text", {x: L - 4, y: yF(maxFaces) + 4, class: "axis end"}, svg).textContent = maxFaces;
       el("text", {x: L - 4, y: yF(0) + 4, class: "axis end"}, svg).textContent = "0";
-      const ticks = 6;
-      for (let i = 0; i <= ticks; i++) {
-        const t = (total * i) / ticks;
+      // Round tick steps (1 s … 1 h) so that about eight labels fit.
+      const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
+      const step = steps.find(s => total / s <= 8) || steps[steps.length - 1];
+      for (let t = 0; t <= total + 1e-6; t += step) {
         el("text", {x: x(t), y: H - 8, class: "axis mid"}, svg).textContent = MW.duration(t);
       }
       // Stacked bars, one path per class (thousands of bins stay cheap to draw).
@@ -189,12 +190,16 @@
     }
 
     async function follow(track, url) {
+      const started = Date.now();
       while (current === track) {
         let data;
         try { data = await MW.api(url); } catch (e) { status.textContent = e.message; return; }
         show(track, data);
         if (data.status === "done" || data.status === "failed") return;
-        await new Promise(r => setTimeout(r, 1500));
+        if (Date.now() - started > 120000) {
+          status.textContent = "Still waiting: the workers may be busy with other clips. This panel updates when the maps are ready.";
+        }
+        await new Promise(r => setTimeout(r, Date.now() - started > 120000 ? 5000 : 1500));
       }
     }
 
