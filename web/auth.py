@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, flash, g, jsonify, redirect, request, url_for
+from flask import Flask, current_app, flash, jsonify, redirect, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, validate_csrf
 from wtforms.validators import ValidationError
@@ -55,14 +55,6 @@ def wants_json() -> bool:
     return accept.best == "application/json" or request.headers.get("X-Requested-With") == "fetch"
 
 
-def acting_user() -> users.User | None:
-    """Who makes this request: an API token's user, else the session's."""
-    user = g.get("api_user")
-    if user is not None:
-        return user
-    return current_user if current_user.is_authenticated else None
-
-
 def owner_scope(user: users.User) -> str | None:
     """The owner to filter clips by: None (everyone's) for admins."""
     return None if user.is_admin else user.id
@@ -79,15 +71,16 @@ def check_csrf_header() -> None:
 
 
 def authenticate_api() -> users.User | None:
-    """Resolve the API caller: a Bearer token, else the cookie session (CSRF-checked for writes)."""
+    """Resolve the API caller: a Bearer token, else the cookie session (CSRF-checked for writes).
+
+    A token is never stored in the session: each API request carries it.
+    """
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        user = users.user_for_token(token.strip())
-        g.api_user = user
-        return user
+        return users.user_for_token(token.strip())
     if current_user.is_authenticated:
         if request.method not in SAFE_METHODS:
             check_csrf_header()

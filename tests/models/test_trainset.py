@@ -71,3 +71,12 @@ def test_import_scenes_keeps_boxes_and_only_the_asked_split(tmp_path, asset, emp
         assert records and all(len(r.boxes) == len(r.labels) > 0 for r in records)
         assert all(np.all(r.boxes[:, 2:] > r.boxes[:, :2]) for r in records)
     assert {r["split"] for r in trainset.stats()} == splits
+
+
+def test_training_reads_its_crops_from_mongo(labelled_folder, empty_trainset):
+    from models.train import load_crops
+
+    trainset.import_folder(labelled_folder)
+    train, val = load_crops(64, from_mongo=True)
+    assert train.images.shape == (6, 64, 64, 3) and set(train.kind) == {"crop"}
+    assert len(val) > 100 and set(val.kind) == {"scene"}  # validation stays the files' val split

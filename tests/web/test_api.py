@@ -205,7 +205,8 @@ def test_explain_this_face_queues_and_then_shows_the_maps(client, token, video, 
         "status": "done", **ids, "label": "masked", "probs": [0.9, 0.06, 0.04], "error": None}}})
     done = client.get(url, headers=bearer(token)).get_json()
     assert done["status"] == "done" and done["label"] == "masked" and done["probs"] == [0.9, 0.06, 0.04]
-    assert done["gradcam_url"] == f"/clips/{video['_id']}/files/{ids['gradcam_id']}"
+    assert done["gradcam_url"] == f"/api/v1/clips/{video['_id']}/files/{ids['gradcam_id']}"
+    assert client.get(done["gradcam_url"], headers=bearer(token)).data == png()
     again = client.post(url, headers=bearer(token))
     assert again.status_code == 200 and again.get_json()["status"] == "done"  # not recomputed
     missing = client.post(f"/api/v1/clips/{video['_id']}/persons/99999/explanation", headers=bearer(token))

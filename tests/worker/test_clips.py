@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -29,6 +30,8 @@ def check_stored(done: dict, src, tmp_path, mongo) -> dict:
     assert r["frames"] == src_info["frames"] == out_info["frames"]
     assert out_info["codec"] == "h264" and out_info["pix_fmt"] == "yuv420p" and out_info["faststart"]
     assert (out_info["width"], out_info["height"]) == (r["output_width"], r["output_height"])
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert not c.streams.audio  # dropped on purpose (worker/README.md: privacy)
     # One frame document per frame, numbered 0..n-1, with the counts of its faces. (One query: on
     # FerretDB every query on `frames` scans the collection.)
     docs = sorted(mongo.frames.find({"job_id": done["_id"]}), key=lambda d: d["frame"])
@@ -91,3 +94,33 @@ def test_putting_a_mask_on_changes_the_label_in_the_right_second(worker, asset, 
     assert share("unmasked", 1.5, 4.6) >= 0.9
     assert share("masked", 5.3, 8.9) >= 0.9
     assert r["people"]["masked"] >= 1 and r["people"]["unmasked"] >= 1
+
+
+def test_a_photo_through_the_queue(worker, asset, tmp_path, mongo):
+    photo = next((asset("mask_scenes") / "images").glob("maksssksksss795.*"))
+    done = wait_for_job(submit(photo, kind="image", filename="crowd.png")["_id"], timeout=120)
+    assert done["status"] == "succeeded", done["error"]
+    r = done["result"]
+    assert r["output_type"] == "image/jpeg" and r["frames"] == 1
+    out = cv2.imread(str(fetch_output(done, tmp_path / "out.jpg")))
+    assert out.shape[:2] == (r["height"], r["width"]) == (300, 400)
+    docs = list(mongo.frames.find({"job_id": done["_id"]}))
+    assert len(docs) == 1 and len(docs[0]["faces"]) == r["people"]["total"] >= 12  # 21 annotated
+    assert r["people"]["masked"] >= 0.6 * r["people"]["total"]  # a crowd of masks
+    faces = [f for f in result_files(done["_id"]) if f["metadata"]["role"] == "face"]
+    assert len(faces) == r["people"]["total"]
+
+
+def test_models_load_in_the_pool_process_not_in_the_parent(worker, asset):
+    """After a job ran, the classifier file is mapped by the pool process only (loaded after fork)."""
+    import psutil
+
+    photo = next((asset("mask_scenes") / "images").glob("maksssksksss389.*"))
+    assert wait_for_job(submit(photo, kind="image")["_id"], timeout=120)["status"] == "succeeded"
+
+    def mapped(pid: int) -> bool:
+        return any("mask_classifier" in m.path for m in psutil.Process(pid).memory_maps())
+
+    children = worker.children()
+    assert children and any(mapped(pid) for pid in children)
+    assert not mapped(worker.proc.pid)

@@ -246,7 +246,8 @@ def _explanation_json(job_id: str, track_id: int, exp: dict | None) -> dict:
     for key in ("crop_id", "gradcam_id", "occlusion_id"):
         if exp.get(key):
             out[key] = str(exp[key])
-            out[key.replace("_id", "_url")] = url_for("media.clip_file", job_id=job_id, file_id=str(exp[key]))
+            # The API's own file route: it accepts tokens as well as the page's session.
+            out[key.replace("_id", "_url")] = url_for("api.file", job_id=job_id, file_id=str(exp[key]))
     return store.plain(out)
 
 

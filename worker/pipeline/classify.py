@@ -111,10 +111,15 @@ class MaskClassifier:
         meta = read_model_json(self.model_dir)
         if tuple(meta["labels"]) != LABELS:
             raise MissingAsset(f"{self.model_dir}/model.json labels {meta['labels']} != {LABELS}")
+        if abs(float(meta["margin"]) - MARGIN) > 1e-9:
+            # crop_faces' default is what the worker uses: a model trained on other crops misreads.
+            raise MissingAsset(
+                f"{self.model_dir}/model.json was trained with margin {meta['margin']}, the worker "
+                f"crops with MARGIN={MARGIN}: {RETRAIN_HINT}"
+            )
         self.meta = meta
         self.name = f"{meta['name']}@{meta['version']}"
         self.input_size = int(meta["input_size"])
-        self.margin = float(meta["margin"])
         self.backend = backend
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
@@ -172,10 +177,12 @@ def _keras_runner(path: Path, size: int):
 def _graph_runner(model, size: int):
     import tensorflow as tf
 
-    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
     # One traced graph for every batch size: eager Keras calls are several times slower.
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    return lambda x: fn(x).numpy()
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)], autograph=False)
+    def run(x):
+        return model(x, training=False)
+
+    return lambda x: run(x).numpy()
 
 
 class SeedClassifier:

@@ -56,13 +56,15 @@ class YuNetParams:
 # Chosen on the train split of mask_scenes (~400 px photos, 55% of faces < 24 px), checked on val;
 # times on 2 shared cores. The tables behind these numbers are in docs/models-evaluation.md.
 PROFILES: dict[str, YuNetParams] = {
-    # Photos: enlarged 2x so that 10-24 px faces reach YuNet's anchors (recall 0.64 -> 0.81 on train
-    # against 1x); 2.5x/3x add ~1.5 points for 2-3x the time. Cap: a 12 MP photo stays ~1-2 s.
+    # Photos: enlarged 2x so that 10-24 px faces reach YuNet's anchors (train recall 0.64 -> 0.81
+    # against 1x, precision 0.86); 2.5x/3x add ~1.5 points for 2-4x the time and lose large faces.
+    # ~27 ms for a 400x300 photo; the cap keeps a 12 MP photo around a second.
     "still": YuNetParams(scale=2.0, max_side=4096),
     # Video: a fixed working size, long side 960 (1080p -> 960x540, 720p -> 960x540, small clips
-    # enlarged up to 2x), so a frame costs about the worker's 25-40 ms budget whatever the source.
-    # The price: at 1080p a face needs ~30 px in the frame to be found as reliably as a 15 px one
-    # in the still profile.
+    # enlarged up to 2x), so a frame costs ~35-40 ms on 2 idle cores whatever the source (the
+    # worker's budget is 25-40). The price is paid by small faces of large frames: at 1080p, recall
+    # is 0.10 for faces < 24 px, 0.52 at 24-48 px, 0.89 at >= 48 px (max_side=1920: 0.46/0.88/0.96
+    # at ~5x the time).
     "video": YuNetParams(scale=2.0, max_side=960),
 }
 DEFAULT_PROFILE = "still"

@@ -1,0 +1,50 @@
+"""Progress and ETA reach the job at most once a second; a cancel request is noticed at the next write."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared import jobs
+from shared.errors import Cancelled
+from worker.progress import Progress
+
+
+@pytest.fixture
+def running_job(mongo):
+    job = jobs.create(owner="t", filename="a.mp4", kind="video", input_id=None, size=1,
+                      content_type="video/mp4")
+    return jobs.claim(job["_id"], worker="test")
+
+
+def test_progress_is_written_at_most_once_a_second(running_job, monkeypatch):
+    writes = []
+    real = jobs.progress
+
+    def counting(*args, **kwargs):
+        writes.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "progress", counting)
+    p = Progress(running_job["_id"], running_job["run_id"], total_frames=None)
+    started = time.monotonic()
+    frame = 0
+    while time.monotonic() - started < 2.5:
+        frame += 1
+        p(frame, total=100_000)
+        time.sleep(0.001)
+    assert frame > 500 and 2 <= len(writes) <= 3
+    assert all(b - a >= 1.0 for a, b in zip(writes, writes[1:], strict=False))
+    doc = jobs.get(running_job["_id"])
+    assert doc["frames_done"] > 0 and 0 < doc["progress"] < 0.1 and doc["eta_s"] > 0
+
+
+def test_cancel_is_noticed_at_the_next_write(running_job):
+    p = Progress(running_job["_id"], running_job["run_id"], total_frames=10, every_s=0.2)
+    p(1)
+    jobs.cancel(running_job["_id"])
+    p(2)  # within the same 0.2 s: not written, not noticed yet
+    time.sleep(0.25)
+    with pytest.raises(Cancelled):
+        p(3)
