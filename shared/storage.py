@@ -38,7 +38,8 @@ def put(bucket: str, stream: BinaryIO, filename: str, *, content_type: str,
             block = _read_full(stream, CHUNK)
             if not block:
                 break
-            chunks.insert_one({"files_id": file_id, "n": n, "data": Binary(block)})
+            chunks.insert_one({"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
+                               "data": Binary(block)})
             n += 1
             length += len(block)
         files.insert_one({
@@ -49,6 +50,15 @@ def put(bucket: str, stream: BinaryIO, filename: str, *, content_type: str,
         chunks.delete_many({"files_id": file_id})  # nothing half-stored
         raise
     return file_id
+
+
+def chunk_id(file_id: ObjectId, n: int) -> str:
+    """The _id of chunk n of a file we wrote: lets a reader fetch any chunk by _id alone.
+
+    GridFS readers find chunks by (files_id, n) and ignore _id, so any unique _id is valid; a lookup
+    by _id is the one query every server answers from an index (FerretDB pushes down nothing else).
+    """
+    return f"{file_id}:{n}"
 
 
 def _read_full(stream: BinaryIO, size: int) -> bytes:
@@ -93,6 +103,7 @@ class StoredFile(io.RawIOBase):
         self._cursor = None
         self._next_n = -1  # chunk number the cursor yields next
         self._buf, self._buf_n = b"", -1
+        self._by_id = True
 
     def readable(self) -> bool:
         return True
@@ -109,21 +120,28 @@ class StoredFile(io.RawIOBase):
         return self._pos
 
     def _chunk(self, n: int) -> bytes:
-        """Chunk n, from the open cursor when it is next in line, else from a new cursor."""
+        """Chunk n: by _id for files we wrote, else through a cursor over (files_id, n)."""
         if n == self._buf_n:
             return self._buf
+        doc = self._chunks.find_one({"_id": chunk_id(self._id, n)}) if self._by_id else None
+        if doc is None:
+            self._by_id = False  # written by another GridFS client: ObjectId chunk ids
+            doc = self._from_cursor(n)
+        if doc is None or doc["n"] != n:
+            raise gridfs.errors.CorruptGridFile(f"chunk {n} of file {self._id} is missing")
+        self._buf, self._buf_n = bytes(doc["data"]), n
+        return self._buf
+
+    def _from_cursor(self, n: int) -> dict | None:
+        """Chunk n from the open cursor when it is next in line, else from a new cursor."""
         if self._cursor is None or n != self._next_n:
             if self._cursor is not None:
                 self._cursor.close()
             self._cursor = (self._chunks.find({"files_id": self._id, "n": {"$gte": n}})
                             .sort("n", 1).batch_size(self.BATCH))
             self._next_n = n
-        doc = next(self._cursor, None)
-        if doc is None or doc["n"] != n:
-            raise gridfs.errors.CorruptGridFile(f"chunk {n} of file {self._id} is missing")
         self._next_n = n + 1
-        self._buf, self._buf_n = bytes(doc["data"]), n
-        return self._buf
+        return next(self._cursor, None)
 
     def read(self, size: int = -1) -> bytes:
         """Up to size bytes from the current position (all the rest when size < 0)."""

@@ -86,3 +86,22 @@ def test_iter_range_reads_across_chunks(settings):
     got = b"".join(storage.iter_range(storage.open_file("uploads", file_id), first, last))
     assert got == data[first:last + 1]
     storage.delete("uploads", file_id)
+
+
+def test_files_written_by_other_gridfs_clients_are_readable(settings):
+    from shared.db import gridfs_bucket
+
+    data = bytes(range(256)) * 4000  # ~1 MB in pymongo's default 255 KiB chunks (ObjectId chunk ids)
+    file_id = gridfs_bucket("uploads").upload_from_stream("other.bin", io.BytesIO(data))
+    reader = storage.open_file("uploads", file_id)
+    reader.seek(600_000)
+    assert reader.read(1000) == data[600_000:601_000]
+    assert b"".join(storage.iter_range(storage.open_file("uploads", file_id), 0, len(data) - 1)) == data
+    storage.delete("uploads", file_id)
+
+
+def test_chunks_we_write_are_addressable_by_id(settings, mongo):
+    file_id = storage.put("uploads", io.BytesIO(b"x" * (MB + 5)), "two.bin", content_type="application/octet-stream")
+    assert mongo["uploads.chunks"].find_one({"_id": storage.chunk_id(file_id, 1)})["data"] == b"x" * 5
+    storage.delete("uploads", file_id)
+    assert mongo["uploads.chunks"].count_documents({"files_id": file_id}) == 0

@@ -19,7 +19,7 @@ class AdaptiveDetector:
 
     name = "yunet"
 
-    def __init__(self, fine, coarse, *, reliable_px: float = 28.0, check_every: int = 6,
+    def __init__(self, fine, coarse, *, reliable_px: float = 28.0, check_every: int = 8,
                  hold_frames: int = 25):
         """reliable_px: face size (short side, working-image pixels) the coarse pass finds reliably;
         hold_frames: fine frames without a small face before going coarse again."""
