@@ -15,7 +15,8 @@ EXPLAIN_FACE = "maskwatch.explain_face"
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app configured for long, must-not-be-lost video jobs on a Redis broker."""
-    app = Celery("maskwatch", broker=settings.redis_url)
+    # `include` is read by worker processes only: the web never imports task code.
+    app = Celery("maskwatch", broker=settings.redis_url, include=["worker.tasks", "worker.explain"])
     app.conf.update(
         task_queues=[Queue(VIDEO_QUEUE), Queue("default")],
         task_default_queue="default",

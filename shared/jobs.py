@@ -232,3 +232,11 @@ def fail_explanation(job_id, track_id: int, reason: str) -> None:
         {"$set": {f"explanations.{int(track_id)}": {"status": "failed", "error": reason,
                                                      "finished_at": now()}}},
     )
+
+
+def finish_explanation(job_id, track_id: int, fields: dict) -> None:
+    """Record a finished explanation (image ids, label, probabilities) for one person."""
+    get_db().jobs.update_one(
+        {"_id": object_id(job_id)},
+        {"$set": {f"explanations.{int(track_id)}": {"status": "done", **fields, "finished_at": now()}}},
+    )
