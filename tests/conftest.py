@@ -69,14 +69,8 @@ class WorkerProcess:
     def start(self, timeout: float = 120) -> None:
         """Start the worker and wait until it says it is ready."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "video,default",
-             "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"test-{RUN_TAG}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
-            cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = self._spawn(log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -85,6 +79,16 @@ class WorkerProcess:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"worker not ready after {timeout}s; see {self.log_path}")
+
+    def _spawn(self, log) -> subprocess.Popen:
+        """The worker process, its output appended to log."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "video,default",
+             "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"test-{RUN_TAG}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
+            cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def children(self) -> list[int]:
         """Pids of the pool processes (where tasks run)."""

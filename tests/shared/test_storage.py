@@ -12,6 +12,7 @@ from shared import storage
 from shared.errors import NotFound, RangeNotSatisfiable
 
 MB = 1024 * 1024
+BINARY = "application/octet-stream"
 
 
 class PatternReader(io.RawIOBase):
@@ -38,7 +39,7 @@ class PatternReader(io.RawIOBase):
 def test_50mb_round_trip_is_streamed_with_flat_memory(settings):
     src = PatternReader(50 * MB)
     tracemalloc.start()
-    file_id = storage.put("uploads", io.BufferedReader(src, MB), "big.bin", content_type="application/octet-stream")
+    file_id = storage.put("uploads", io.BufferedReader(src, MB), "big.bin", content_type=BINARY)
     _, upload_peak = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
     got = hashlib.sha256()
@@ -81,7 +82,7 @@ def test_unsatisfiable_ranges(header, size):
 
 def test_iter_range_reads_across_chunks(settings):
     data = bytes(range(256)) * (3 * MB // 256)
-    file_id = storage.put("uploads", io.BytesIO(data), "r.bin", content_type="application/octet-stream")
+    file_id = storage.put("uploads", io.BytesIO(data), "r.bin", content_type=BINARY)
     first, last = MB - 10, 2 * MB + 10
     got = b"".join(storage.iter_range(storage.open_file("uploads", file_id), first, last))
     assert got == data[first:last + 1]
@@ -101,7 +102,7 @@ def test_files_written_by_other_gridfs_clients_are_readable(settings):
 
 
 def test_chunks_we_write_are_addressable_by_id(settings, mongo):
-    file_id = storage.put("uploads", io.BytesIO(b"x" * (MB + 5)), "two.bin", content_type="application/octet-stream")
+    file_id = storage.put("uploads", io.BytesIO(b"x" * (MB + 5)), "two.bin", content_type=BINARY)
     assert mongo["uploads.chunks"].find_one({"_id": storage.chunk_id(file_id, 1)})["data"] == b"x" * 5
     storage.delete("uploads", file_id)
     assert mongo["uploads.chunks"].count_documents({"files_id": file_id}) == 0

@@ -30,7 +30,8 @@ def succeeded_job_with_person(crop_jpeg: bytes | None) -> tuple[dict, int]:
     crop_id = storage.put(RESULTS, io.BytesIO(crop_jpeg), "face.jpg", content_type="image/jpeg",
                           metadata={"job_id": job["_id"]}) if crop_jpeg else None
     run = jobs.claim(job["_id"], "t")
-    jobs.finish(job["_id"], run["run_id"], {"persons": [{"track_id": 7, "crop_id": crop_id, "vote": "masked"}]})
+    person = {"track_id": 7, "crop_id": crop_id, "vote": "masked"}
+    jobs.finish(job["_id"], run["run_id"], {"persons": [person]})
     return job, 7
 
 
