@@ -48,6 +48,9 @@ class Settings:
     output_max_height: int = 1080  # OUTPUT_MAX_HEIGHT: annotated output is scaled down above this; 0 = never
     encoder_preset: str = "veryfast"  # X264_PRESET: libx264 preset for the annotated output
     connect_timeout_s: float = 3.0  # CONNECT_TIMEOUT_S: how long to wait for MongoDB/Redis before saying so
+    session_cookie_secure: bool = False  # SESSION_COOKIE_SECURE: Secure cookies even on plain HTTP requests
+    proxy_fix_hops: int = 0  # PROXY_FIX_HOPS: reverse proxies trusted for X-Forwarded-Proto/For/Host
+    session_hours: int = 12  # SESSION_HOURS: how long a login lasts
     extra: dict = field(default_factory=dict)  # not from the environment: test overrides
 
     @property
@@ -87,6 +90,9 @@ class Settings:
             output_max_height=_int(env, "OUTPUT_MAX_HEIGHT", cls.output_max_height),
             encoder_preset=env.get("X264_PRESET", cls.encoder_preset),
             connect_timeout_s=_float(env, "CONNECT_TIMEOUT_S", cls.connect_timeout_s),
+            session_cookie_secure=env.get("SESSION_COOKIE_SECURE", "").lower() in ("1", "true", "yes"),
+            proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", cls.proxy_fix_hops),
+            session_hours=_int(env, "SESSION_HOURS", cls.session_hours),
         )
 
     def replace(self, **changes) -> Settings:

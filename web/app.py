@@ -47,14 +47,12 @@ def create_app(settings: Settings | None = None, config: dict | None = None) -> 
         SESSION_COOKIE_NAME="maskwatch_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=False,  # also Secure on every HTTPS request (SessionInterface)
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,  # and on every HTTPS request anyway
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
         # Tokens live as long as the session: a page left open for an hour can still upload.
         WTF_CSRF_TIME_LIMIT=None,
-        PROXY_FIX_HOPS=0,  # how many reverse proxies to trust for X-Forwarded-Proto/For/Host
+        PROXY_FIX_HOPS=settings.proxy_fix_hops,
     )
-    # Deployment knobs of Flask itself (FLASK_SESSION_COOKIE_SECURE=true, FLASK_PROXY_FIX_HOPS=1, ...).
-    app.config.from_prefixed_env()
     app.config.update(config or {})
     app.session_interface = SessionInterface()
     if app.config["PROXY_FIX_HOPS"]:
