@@ -186,9 +186,7 @@ def _shift_scale(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dx, dy = rng.uniform(-0.08, 0.08, 2) * size
     m = cv2.getRotationMatrix2D((size / 2, size / 2), float(rng.uniform(-8, 8)), scale)
     m[:, 2] += (dx, dy)
-    return cv2.warpAffine(
-        np.ascontiguousarray(image), m, (size, size), borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), borderMode=cv2.BORDER_REPLICATE)
 
 
 def _noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -25,9 +25,7 @@ def to_tflite(model, path: Path, quantize: bool = False) -> Path:
     return path
 
 
-def litert_predict(
-    path: Path, x: np.ndarray, batch_size: int = 64, out_dtype=np.float32
-) -> np.ndarray:
+def litert_predict(path: Path, x: np.ndarray, batch_size: int = 64, out_dtype=np.float32) -> np.ndarray:
     """Run a one-input, one-output .tflite file over (N, ...) rows (as float32); (N, ...) out_dtype."""
     from ai_edge_litert.interpreter import Interpreter
 

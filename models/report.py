@@ -37,9 +37,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, short_side: np
         name: round(float(np.mean(pred[labels == c] == c)), 4) if np.any(labels == c) else None
         for c, name in enumerate(LABELS)
     }
-    out["confusion_truth_by_predicted"] = confusion_matrix(
-        labels, pred, labels=range(len(LABELS))
-    ).tolist()
+    out["confusion_truth_by_predicted"] = confusion_matrix(labels, pred, labels=range(len(LABELS))).tolist()
     out["auc_one_vs_rest"] = {
         name: round(float(roc_auc_score(labels == c, probs[:, c])), 4)
         if 0 < np.sum(labels == c) < len(labels)
@@ -191,9 +189,7 @@ def model_card(out: Path) -> Path:
     text = CARD.format(
         meta=meta,
         t=t,
-        counts="\n".join(
-            f"| {src} | " + " | ".join(str(n) for n in c) + " |" for src, c in counts.items()
-        ),
+        counts="\n".join(f"| {src} | " + " | ".join(str(n) for n in c) + " |" for src, c in counts.items()),
         table=_size_table(
             metrics,
             {
@@ -212,15 +208,13 @@ def model_card(out: Path) -> Path:
             for r in sweep
         )
         or "| (run `python -m models.train --sweep 96,128,160`) | | | | | | |",
-        speed=speed,
+        sp=speed,
         diff=metrics["backend_max_abs_diff"],
         minutes=metrics["train_seconds"] / 60,
         wall_minutes=metrics["wall_seconds"] / 60,
         mb={k: v["bytes"] / 1e6 for k, v in meta["files"].items()},
         quant="dynamic-range int8 weights" if t["quantize"] else "float32",
-        loss=LOSS_WEIGHTED.format(power=t["class_weight_power"])
-        if t["class_weight_power"]
-        else LOSS_PLAIN,
+        loss=LOSS_WEIGHTED.format(power=t["class_weight_power"]) if t["class_weight_power"] else LOSS_PLAIN,
         labels=", ".join(LABELS),
         n_incorrect=sum(ours["confusion_truth_by_predicted"][2]),
     )
@@ -301,10 +295,13 @@ The seed is the seeds' 2-class model (224 px); it cannot answer *incorrect*, so 
 counts as wrong in its 3-class accuracy and as "not compliant" only if it says unmasked.
 
 Speed on this 2-core CPU, shared with other jobs (faces/s over a few seconds of batched calls
-on the val crops; expect +-30 % between runs): ours LiteRT {speed[ours_litert]:.0f}, ours Keras (TensorFlow graph)
-{speed[ours_keras]:.0f}, seed Keras batched {speed[seed_keras_batched]:.0f}, seed per-face
-`model.predict` {speed[seed_keras_per_face]:.1f}. LiteRT and Keras probabilities agree within
-{diff:.1e}.
+on the val crops; expect +-30 % between runs):
+
+| ours, LiteRT | ours, Keras (TF graph) | seed, Keras batched | seed, per-face `model.predict` |
+|---|---|---|---|
+| {sp[ours_litert]:.0f} | {sp[ours_keras]:.0f} | {sp[seed_keras_batched]:.0f} | {sp[seed_keras_per_face]:.1f}
+
+LiteRT and Keras probabilities agree within {diff:.1e}.
 
 ## Input size: measured trade-off
 
@@ -314,6 +311,8 @@ validation faces, LiteRT speed on this machine:
 | input px | val accuracy | < 24 px | 24-48 px | >= 48 px | LiteRT faces/s (batches of 64) | train s |
 |---|---|---|---|---|---|---|
 {sweep}
+
+{t[size_choice]}
 
 ## Limitations
 

@@ -84,9 +84,7 @@ def _provenance(path: Path, root: Path) -> dict:
     }
 
 
-def import_folder(
-    folder: Path, source: str | None = None, split: str = "train"
-) -> ImportResult:
+def import_folder(folder: Path, source: str | None = None, split: str = "train") -> ImportResult:
     """Import folder/<label>/*.jpg face crops (label from the folder name, e.g. with_mask)."""
     folder = Path(folder)
     result, known = ImportResult(), _known_sha256()
@@ -111,9 +109,7 @@ def import_folder(
     return result
 
 
-def import_scenes(
-    folder: Path, split: str = "train", source: str | None = None
-) -> ImportResult:
+def import_scenes(folder: Path, split: str = "train", source: str | None = None) -> ImportResult:
     """Import PASCAL VOC scenes (images/ + annotations/) of one split ('train' | 'val' | 'all')."""
     folder = Path(folder)
     result, known = ImportResult(), _known_sha256()

@@ -35,7 +35,7 @@ def put(bucket: str, stream: BinaryIO, filename: str, *, content_type: str,
     n = length = 0
     try:
         while True:
-            block = _read_full(stream, CHUNK)
+            block = read_full(stream, CHUNK)
             if not block:
                 break
             chunks.insert_one({"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
@@ -61,7 +61,7 @@ def chunk_id(file_id: ObjectId, n: int) -> str:
     return f"{file_id}:{n}"
 
 
-def _read_full(stream: BinaryIO, size: int) -> bytes:
+def read_full(stream: BinaryIO, size: int) -> bytes:
     """Read size bytes unless the stream ends first (raw streams may return short reads)."""
     parts, got = [], 0
     while got < size:

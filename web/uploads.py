@@ -208,25 +208,13 @@ def incoming_files(limit: int, on_field=None) -> Iterator[Incoming]:
     yield Incoming(clean_filename(name), request.stream, ctype or None)
 
 
-def _read_head(body) -> bytes:
-    """Up to HEAD_BYTES from a reader that may return short reads."""
-    parts, got = [], 0
-    while got < HEAD_BYTES:
-        block = body.read(HEAD_BYTES - got)
-        if not block:
-            break
-        parts.append(block)
-        got += len(block)
-    return b"".join(parts)
-
-
 def store_one(item: Incoming, owner: str, limit: int) -> dict:
     """Check one file by content, stream it into GridFS and queue its job; the job document.
 
     UploadRejected (empty, unsupported) and 413 (over the limit) leave nothing stored.
     """
     body = LimitedReader(item.body, limit)
-    head = _read_head(body)
+    head = storage.read_full(body, HEAD_BYTES)
     kind, mime = classify(head)
     file_id = storage.put(UPLOADS, Prepend(head, body), item.filename, content_type=mime,
                           metadata={"owner": owner})

@@ -27,9 +27,7 @@ MODEL_DIR = ROOT / "models" / "mask_classifier"
 RETRAIN_HINT = "re-run `python -m models.train` or restore models/mask_classifier/ from git"
 
 
-def crop_faces(
-    frame_bgr: np.ndarray, xyxy: np.ndarray, size: int, margin: float = MARGIN
-) -> np.ndarray:
+def crop_faces(frame_bgr: np.ndarray, xyxy: np.ndarray, size: int, margin: float = MARGIN) -> np.ndarray:
     """(N, size, size, 3) uint8 RGB square crops of an (H, W, 3) BGR frame around (N, 4) pixel boxes.
 
     Each box is grown by `margin` x its longer side on every side and squared about its centre;
