@@ -242,7 +242,7 @@ def model_json(cfg: TrainConfig, files: dict, seconds: float, from_mongo: bool) 
             "split_layer": SPLIT_LAYER,
             "size_choice": SIZE_CHOICE,
             "data": "mongo training_images (split=train)" if from_mongo else "asset folders",
-            "wall_seconds": round(seconds, 1),
+            "fit_seconds": round(seconds, 1),
         },
     }
 

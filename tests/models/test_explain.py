@@ -28,16 +28,22 @@ def masked_face(classifier):
     return crop
 
 
+@pytest.fixture(scope="module")
+def keras_model():
+    """Our Keras model (Grad-CAM needs its layers)."""
+    return load_keras_model()
+
+
 def _centre_of_mass(heat: np.ndarray) -> np.ndarray:
     ys, xs = np.mgrid[: heat.shape[0], : heat.shape[1]]
     return np.array([(heat * ys).sum(), (heat * xs).sum()]) / heat.sum()
 
 
-def test_grad_cam_is_a_heat_map_over_the_crop(masked_face):
-    heat = grad_cam(load_keras_model(), masked_face)
+def test_grad_cam_is_a_heat_map_over_the_crop(keras_model, masked_face):
+    heat = grad_cam(keras_model, masked_face)
     assert heat.shape == masked_face.shape[:2] and heat.dtype == np.float32
     assert heat.min() >= 0 and heat.max() == pytest.approx(1.0)
-    small = grad_cam(load_keras_model(), masked_face[::2, ::2], class_index=1)
+    small = grad_cam(keras_model, masked_face[::2, ::2], class_index=1)
     assert small.shape == (masked_face.shape[0] // 2, masked_face.shape[1] // 2)
 
 

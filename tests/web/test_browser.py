@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import threading
 import time
 import uuid
@@ -16,11 +15,10 @@ import uuid
 import pytest
 from werkzeug.serving import make_server
 
-from shared import jobs, storage
-from shared.db import RESULTS
+from shared import jobs
 from tests.conftest import ARTIFACTS
 from tests.web.conftest import PASSWORD, new_app
-from tests.web.seed import jpeg, png
+from tests.web.seed import jpeg
 
 SHOTS = ARTIFACTS / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -168,7 +166,7 @@ def sign_in(page, base: str, username: str) -> None:
 
 
 @pytest.mark.browser
-def test_seeded_results_in_a_browser(live_server, page, alice, video, image, mongo):
+def test_seeded_results_in_a_browser(live_server, page, alice, video, image, mongo, worker):
     """The results page without waiting for the worker: player, chart sync, violations, explain, pages."""
     sign_in(page, live_server, alice.username)
     shot(page, "10-clips")
@@ -192,15 +190,10 @@ def test_seeded_results_in_a_browser(live_server, page, alice, video, image, mon
     page.click(f"button.explain[data-track='{person['track_id']}']")
     page.wait_for_selector("#explain:not([hidden])")
     assert "Computing" in page.inner_text("#explain-status") or page.is_visible("#explain-images")
-    colours = {"crop_id": (120, 100, 90), "gradcam_id": (220, 60, 30), "occlusion_id": (40, 60, 200)}
-    ids = {k: storage.put(RESULTS, io.BytesIO(png(color=c, size=(96, 96))), f"{k}.png",
-                          content_type="image/png", metadata={"job_id": video["_id"]})
-           for k, c in colours.items()}
-    mongo.jobs.update_one({"_id": video["_id"]}, {"$set": {f"explanations.{person['track_id']}": {
-        "status": "done", **ids, "label": "masked", "probs": [0.91, 0.05, 0.04], "error": None}}})
-    page.wait_for_selector("#explain-images:not([hidden])", timeout=15_000)
-    assert "Classifier says masked" in page.inner_text("#explain-label")
-    wait_until(page, "document.getElementById('explain-gradcam').naturalWidth === 96")
+    # The real worker explains the seeded crop and writes 224 px overlays.
+    page.wait_for_selector("#explain-images:not([hidden])", timeout=120_000)
+    assert "Classifier says" in page.inner_text("#explain-label")
+    wait_until(page, "document.getElementById('explain-gradcam').naturalWidth === 224")
     shot(page, "11-results-seeded")
 
     page.goto(f"{live_server}/clips/{image['_id']}")

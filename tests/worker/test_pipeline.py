@@ -146,3 +146,13 @@ def test_still_image_goes_through_the_same_stages(tmp_path, plumbing_models, ass
         x1, y1, x2, y2 = face["box"]
         assert abs((x1 + x2) / 2 - (truth[0] + truth[2]) / 2) < 30
     assert s["models"]["detector"]["params"]["profile"] == "still"
+
+
+def test_large_frames_are_scaled_down_to_the_output_cap(tmp_path, plumbing_models):
+    src = make_clip(tmp_path / "big.mp4", frames=8, size=(1280, 720))
+    outcome, docs = analyse(src, tmp_path, plumbing_models, settings=SETTINGS.replace(output_max_height=360))
+    info = probe(outcome.output_path)
+    assert (info["width"], info["height"]) == (640, 360) and info["frames"] == 8
+    assert (outcome.summary["output_width"], outcome.summary["output_height"]) == (640, 360)
+    # The analysis saw the full frames: boxes and sizes are in input pixels.
+    assert (outcome.summary["width"], outcome.summary["height"]) == (1280, 720)

@@ -9,10 +9,10 @@ none) are large enough for the coarse pass, the coarse pass runs instead, with a
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from worker.pipeline.faces import Faces
+from worker.pipeline.resize import shrink
 
 
 class AdaptiveDetector:
@@ -20,7 +20,7 @@ class AdaptiveDetector:
 
     name = "yunet"
 
-    def __init__(self, fine, coarse, *, reliable_px: float = 28.0, check_every: int = 8,
+    def __init__(self, fine, coarse, *, reliable_px: float = 28.0, check_every: int = 10,
                  hold_frames: int = 25):
         """reliable_px: face size (short side, working-image pixels) the coarse pass finds reliably;
         hold_frames: fine frames without a small face before going coarse again."""
@@ -66,21 +66,6 @@ class AdaptiveDetector:
                 "coarse": self.coarse.describe(), "reliable_px": self.reliable_px,
                 "check_every": self.check_every, "hold_frames": self.hold_frames,
                 "fine_frames": self.fine_frames, "coarse_frames": self.coarse_frames}
-
-
-def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A BGR image scaled down to (width, height): exact halvings by area averaging, then bilinear.
-
-    OpenCV's INTER_AREA is fast only for a factor of exactly 2; other factors take 4-17 ms on a
-    1080p-4K frame. Halving first, then a bilinear step of less than 2x, looks the same to YuNet.
-    """
-    h, w = image.shape[:2]
-    while w >= 2 * width and h >= 2 * height and w % 2 == 0 and h % 2 == 0:
-        image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        h, w = image.shape[:2]
-    if (w, h) != (width, height):
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    return image
 
 
 def detect_shrunk(detector, frame_bgr: np.ndarray) -> Faces:

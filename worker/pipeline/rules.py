@@ -25,8 +25,10 @@ class Rules:
     vote_min_frames: int = 5
     vote_min_decided: int = 3
     vote_min_share: float = 0.6
-    # Frames whose faces are classified in one call: batching across frames amortises the call.
+    # Frames whose faces are classified in one call: batching across frames amortises the call. A crowd
+    # fills the call early (classify_max_faces), which keeps memory and cancel latency bounded.
     classify_window: int = 8
+    classify_max_faces: int = 64
 
     def describe(self) -> dict:
         """Every rule, for the job's settings record."""

@@ -42,14 +42,16 @@ def detect_faces(frames: Iterable[Frame], detector: Callable[[np.ndarray], Faces
 
 
 def classify_faces(items: Iterable[Item], classifier, rules: Rules) -> Iterator[Item]:
-    """Fill probs and label of every face; the faces of `rules.classify_window` frames go in one call."""
+    """Fill probs and labels; one classifier call per window of frames (or of faces, in a crowd)."""
     window: list[Item] = []
+    faces = 0
     for item in items:
         window.append(item)
-        if len(window) >= rules.classify_window:
+        faces += len(item.faces)
+        if len(window) >= rules.classify_window or faces >= rules.classify_max_faces:
             classify_window(window, classifier=classifier, rules=rules)
             yield from window
-            window = []
+            window, faces = [], 0
     if window:
         classify_window(window, classifier=classifier, rules=rules)
         yield from window
