@@ -134,7 +134,7 @@ def _cpu_s() -> float:
 
 def child(mode: str, clip: Path, preset: str, seed_frames: int) -> dict:
     """One measurement in this (fresh) process; its figures."""
-    from worker.models import get_models, set_threads
+    from worker.models import get_models
     from worker.pipeline.decode import VideoInfo, video_frames
     from worker.pipeline.encode import VideoSink
 
@@ -143,7 +143,6 @@ def child(mode: str, clip: Path, preset: str, seed_frames: int) -> dict:
     out = CACHE / f"out-{mode}-{os.getpid()}.mp4"
     sink_args = {"width": info.width, "height": info.height, "fps": info.fps, "time_base": info.time_base,
                  "max_height": settings.output_max_height, "preset": preset}
-    set_threads()
     try:
         if mode == "pipeline":
             from worker.pipeline.run import analyse_video

@@ -47,9 +47,9 @@ def process_job(self, job_id: str) -> str:
         log.warning("job %s not run: %s", job_id, e)  # deleted, cancelled or already done
         return "skipped"
     run_id = job["run_id"]
-    clean_earlier_attempts(job)
     workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{job['_id']}-"))
     try:
+        clean_earlier_attempts(job, keep=workdir)
         result = _run(job, workdir)
     except Cancelled:
         _discard(job, run_id)
@@ -93,12 +93,24 @@ def _confirm(change, job_id, run_id: str, *args, state: str) -> str:
 def _run(job: dict, workdir: Path) -> dict:
     """Fetch the input, analyse it, store the outputs; returns the job's result document."""
     settings = get_settings()
-    job_id = job["_id"]
+    job_id, run_id = job["_id"], job["run_id"]
     src = storage.save_to(UPLOADS, job["input_id"], workdir / f"input{Path(job['filename']).suffix}")
-    progress = Progress(job_id, job["run_id"], total_frames=None)
+    progress = Progress(job_id, run_id, total_frames=None)
+    marked = False
+
+    def hand_over(batch: list[dict]) -> None:
+        # The job is marked before its first frame document exists, from this thread: every update of
+        # the job document by this attempt comes from one thread (FerretDB can lose concurrent $sets).
+        nonlocal marked
+        if not marked:
+            if not jobs.record(job_id, run_id, frames_written=True):
+                raise Cancelled("a newer attempt owns the job")
+            marked = True
+        inserts.write(batch)
+
     # Inserts run in their own thread: the frame loop never waits for the database.
-    with BackgroundWriter(FrameInserts(job_id, job["run_id"]), maxsize=4, name="frames") as inserts:
-        writer = FrameDocWriter(inserts.write, batch=FRAME_BATCH)
+    with BackgroundWriter(FrameInserts(), maxsize=4, name="frames") as inserts:
+        writer = FrameDocWriter(hand_over, batch=FRAME_BATCH)
         outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress,
                               on_frame=lambda doc: writer.add({"job_id": job_id, **doc}))
         writer.flush()
@@ -106,25 +118,18 @@ def _run(job: dict, workdir: Path) -> dict:
 
 
 class FrameInserts:
-    """A sink of frame-document batches into `frames`; marks the job before its first insert.
+    """A sink of frame-document batches into `frames` (BackgroundWriter runs it in a thread).
 
-    The mark (`frames_written`) tells a later attempt or a failure that there is something to delete:
-    deleting by job id is a scan on servers without the index (FerretDB), so it is skipped when not.
+    The job's `frames_written` mark tells a later attempt or a failure that there is something to
+    delete: deleting by job id is a scan on servers without the index (FerretDB), so it is skipped
+    when there is nothing.
     """
-
-    def __init__(self, job_id, run_id: str):
-        self.job_id, self.run_id = job_id, run_id
-        self.marked = False
 
     def __enter__(self) -> FrameInserts:
         return self
 
     def write(self, docs: list[dict]) -> None:
-        """Insert one batch (called in the writer thread)."""
-        if not self.marked:
-            if not jobs.record(self.job_id, self.run_id, frames_written=True):
-                raise Cancelled("a newer attempt owns the job")
-            self.marked = True
+        """Insert one batch."""
         get_db().frames.insert_many(docs, ordered=False)
 
     def __exit__(self, *exc) -> None:
@@ -163,14 +168,15 @@ def store_outcome(job: dict, outcome: run.Outcome, progress: Progress) -> dict:
     return result
 
 
-def clean_earlier_attempts(job: dict) -> None:
-    """Remove what earlier attempts of this job left: frame docs, stored files, temp folders."""
+def clean_earlier_attempts(job: dict, keep: Path) -> None:
+    """Remove what earlier attempts of this job left: frame docs, stored files, temp folders (not keep)."""
     job_id = job["_id"]
     if job.get("frames_written"):
         get_db().frames.delete_many({"job_id": job_id})
     _delete_files(job)
     for stale in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{job_id}-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # a killed attempt never reached its own cleanup
+        if stale != keep:
+            shutil.rmtree(stale, ignore_errors=True)  # a killed attempt never reached its own cleanup
 
 
 def _delete_files(job: dict) -> None:
@@ -186,10 +192,12 @@ def _discard(job: dict, run_id: str) -> None:
     """Drop a failed or cancelled attempt's frame docs and files, unless a newer attempt owns the job."""
     try:
         current = jobs.get(job["_id"])
+        if current.get("run_id") != run_id:
+            return
+        if current.get("frames_written"):
+            get_db().frames.delete_many({"job_id": job["_id"]})
+        _delete_files(current)
     except NotFound:
         return
-    if current.get("run_id") != run_id:
-        return
-    if current.get("frames_written"):
-        get_db().frames.delete_many({"job_id": job["_id"]})
-    _delete_files(current)
+    except Exception:  # noqa: BLE001 - best effort: recording the outcome matters more; a retry cleans up
+        log.exception("job %s: could not remove what the attempt stored", job["_id"])

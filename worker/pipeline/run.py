@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from shared.config import Settings
-from worker.models import get_models
+from worker.models import get_models, set_threads
 from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import VideoInfo, is_image, read_image, video_frames
 from worker.pipeline.encode import VideoSink, write_thumbnail
@@ -70,6 +70,7 @@ def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, 
     # Probe first: a file that cannot be analysed fails before any model is loaded.
     info = VideoInfo.from_path(src, max_pixels=settings.max_pixels, max_seconds=settings.max_video_seconds)
     models = models or get_models()
+    set_threads(video=True)
     rules = rules or Rules()
     out, thumb = workdir / "annotated.mp4", workdir / "poster.jpg"
     tracker = Tracker(TrackerParams(lost_frames=max(5, round(LOST_TRACK_S * (info.fps or 25)))))
@@ -125,6 +126,7 @@ def analyse_image(src: Path, workdir: Path, *, settings: Settings, models=None, 
     started = time.monotonic()
     image = read_image(src, max_pixels=settings.max_pixels)
     models = models or get_models()
+    set_threads(video=False)
     rules = (rules or Rules()).for_images()
     faces = models.still_detector(image)
     # One frame: every detected face is a person of its own (no motion to link them by).
