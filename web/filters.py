@@ -5,11 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Flask
+from jinja2 import Undefined
+
+
+def _missing(value) -> bool:
+    """None, or a field a (sparse or older) result does not have: shown as blank, never a 500."""
+    return value is None or isinstance(value, Undefined)
 
 
 def duration(seconds) -> str:
     """1:02:03 or 2:03 (seconds rounded down); '' when unknown."""
-    if seconds is None:
+    if _missing(seconds):
         return ""
     s = int(seconds)
     h, rest = divmod(s, 3600)
@@ -19,7 +25,7 @@ def duration(seconds) -> str:
 
 def clock(seconds) -> str:
     """A timestamp in a clip with tenths: 1:02.3."""
-    if seconds is None:
+    if _missing(seconds):
         return ""
     whole = int(seconds)
     return f"{duration(whole)}.{int((seconds - whole) * 10)}"
@@ -27,14 +33,14 @@ def clock(seconds) -> str:
 
 def percent(rate, digits: int = 0) -> str:
     """0.873 -> '87%'; '–' when there is no rate (nobody decided)."""
-    if rate is None:
+    if _missing(rate):
         return "–"
     return f"{rate * 100:.{digits}f}%"
 
 
 def filesize(n) -> str:
     """Bytes in B, KB, MB or GB."""
-    if n is None:
+    if _missing(n):
         return ""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -52,7 +58,7 @@ def when(t) -> str:
 
 def rate_class(rate) -> str:
     """A CSS class for a compliance rate: good, fair, poor or none."""
-    if rate is None:
+    if _missing(rate):
         return "rate-none"
     return "rate-good" if rate >= 0.9 else "rate-fair" if rate >= 0.7 else "rate-poor"
 

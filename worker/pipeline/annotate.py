@@ -95,7 +95,7 @@ class CounterAnnotator:
         n = len(faces)
         masked = int(np.sum(faces.label == MASKED))
         bad = int(np.sum((faces.label == UNMASKED) | (faces.label == INCORRECT)))
-        text = f"faces {n}  masked {masked}  not {bad}"
+        text = f"faces {n} | masked {masked} | not masked {bad}"
         draw_tag(scene, text, (style.pad, style.pad), (40, 40, 40), style, above=False, bounds=(w, h))
         return scene
 
