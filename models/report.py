@@ -295,7 +295,8 @@ The seed is the seeds' 2-class model (224 px); it cannot answer *incorrect*, so 
 counts as wrong in its 3-class accuracy and as "not compliant" only if it says unmasked.
 
 Speed on this 2-core CPU, shared with other jobs (faces/s over a few seconds of batched calls
-on the val crops; expect +-30 % between runs):
+on the val crops; other jobs make these vary up to 2x between runs; the sweep below is
+timed round-robin and is the fairer comparison):
 
 | ours, LiteRT | ours, Keras (TF graph) | seed, Keras batched | seed, per-face `model.predict` |
 |---|---|---|---|

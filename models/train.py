@@ -30,11 +30,12 @@ SPLIT_LAYER = "block_12_add"
 NAME, VERSION = "maskwatch-mask-classifier", "1.0"
 # Why 128 px (numbers measured on this 2-core machine; the quick sweep is in size_sweep.json).
 SIZE_CHOICE = (
-    "Quick runs put 96, 128 and 160 px within noise of each other (0.937-0.941 val accuracy), "
-    "LiteRT at 96 px is about 2x as fast as at 128 and 3x as fast as at 160. With the full recipe, "
-    "96 px reached 0.949 overall (< 24 px 0.934, 24-48 px 0.961, >= 48 px 0.961; 412 faces/s), "
-    "just under the 0.95 goal, and 128 px the numbers below: 128 px is the smallest input that "
-    "meets the goals, and 160 px would cost another ~1.6x for no measured gain."
+    "Quick runs put 96, 128 and 160 px within noise of each other (0.937-0.941 val accuracy, a face "
+    "is 0.002). LiteRT at 96 px measured 2.1-2.2x as fast as at 128 px; 160 px 0.64-0.91x of 128 px "
+    "(two interleaved timings on this shared CPU). With the full recipe, 96 px reached 0.949 overall "
+    "(< 24 px 0.934, 24-48 px 0.961, >= 48 px 0.961), just under the 0.95 goal, and 128 px the "
+    "numbers above: 128 px is the smallest input that meets the goals; 160 px is slower for no "
+    "measured gain."
 )
 
 

@@ -4,7 +4,7 @@ python -m models.trainset import DIR --label-from-folders [--source NAME] [--spl
 python -m models.trainset import-scenes DIR [--split train|val|all]
 python -m models.trainset stats
 
-A document: {sha256, file_id, filename, kind: "crop" | "scene", label (crops: a LABELS name),
+A document: {sha256, file_id, filename, bytes, kind: "crop" | "scene", label (crops: a LABELS name),
 faces (scenes: [{box: [x1, y1, x2, y2] pixels, label}]), split, source, provenance, width, height,
 imported_at}. Importing is idempotent by the file's sha256 (a unique index): a file already there is
 skipped. Files are streamed to GridFS one at a time and read back in one pass over its chunks.
@@ -66,9 +66,9 @@ def _put(path: Path, doc: dict, known: set[str]) -> bool:
     bucket = db.gridfs_bucket(db.TRAINING)
     with open(path, "rb") as f:
         file_id = bucket.upload_from_stream(path.name, f, metadata={"sha256": sha})
-    record = {**doc, "sha256": sha, "file_id": file_id, "filename": path.name}
+    record = {**doc, "sha256": sha, "file_id": file_id, "filename": path.name, "bytes": path.stat().st_size}
     try:
-        _collection().insert_one(record | {"bytes": path.stat().st_size})
+        _collection().insert_one(record)
     except DuplicateKeyError:
         # A concurrent import won the race: keep its document, drop our copy of the bytes.
         bucket.delete(file_id)

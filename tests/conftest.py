@@ -22,14 +22,18 @@ RUN_TAG = uuid.uuid4().hex[:8]
 
 
 def _isolate_environment() -> None:
-    """Point MONGO_URI at a fresh database and REDIS_URL at database 1, before any import reads them."""
+    """Point MONGO_URI at a fresh database and REDIS_URL at a database 1-15, before any import reads them.
+
+    A random Redis database keeps concurrent test sessions (and a dev instance on 0) from taking
+    each other's jobs.
+    """
     mongo, redis_url = os.environ.get("MONGO_URI"), os.environ.get("REDIS_URL")
     if not mongo or not redis_url:
         pytest.exit("MONGO_URI and REDIS_URL are not set: run the tests with bin/test", returncode=2)
     parts = urlsplit(mongo)
     os.environ["MONGO_URI"] = urlunsplit(parts._replace(path=f"/maskwatch_test_{RUN_TAG}"))
     r = urlsplit(redis_url)
-    os.environ["REDIS_URL"] = urlunsplit(r._replace(path="/1"))
+    os.environ["REDIS_URL"] = urlunsplit(r._replace(path=f"/{1 + int(RUN_TAG, 16) % 15}"))
     os.environ.setdefault("CONNECT_TIMEOUT_S", "3")
 
 

@@ -82,5 +82,6 @@ def test_crowd_people_are_counted_once_each(tmp_path, models, asset):
     pairs = [(names[labels[g]], vote_of[t]) for g, t in zip(detectable, dominant, strict=True)]
     decided = [(truth_label, v) for truth_label, v in pairs if v != "unknown"]
     correct = sum(truth_label == v for truth_label, v in decided)
-    print(f"votes: {correct}/{len(decided)} decided correct, {len(pairs) - len(decided)} unknown")
+    print(f"people {people}, detectable annotated faces {len(detectable)}, fragments {fragments}; "
+          f"votes: {correct}/{len(decided)} decided correct, {len(pairs) - len(decided)} unknown")
     assert len(decided) >= 0.7 * len(pairs) and correct >= 0.75 * len(decided), pairs
