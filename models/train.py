@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from models import data, export, report
-from shared.assets import asset_path
-from worker.pipeline.classify import MARGIN, MODEL_DIR, MaskClassifier, SeedClassifier, sha256_of
+from shared.assets import asset_path, sha256_file
+from worker.pipeline.classify import MARGIN, MODEL_DIR, MaskClassifier, SeedClassifier
 from worker.pipeline.faces import LABELS
 
 # Blocks above this layer are fine-tuned; below it the ImageNet features stay frozen.
@@ -221,7 +221,7 @@ def save(model, cfg: TrainConfig, out: Path) -> dict:
     model.save(keras_path)
     tflite_path = export.to_tflite(model, out / "mask_classifier.tflite", quantize=cfg.quantize)
     return {
-        kind: {"path": p.name, "sha256": sha256_of(p), "bytes": p.stat().st_size}
+        kind: {"path": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
         for kind, p in (("keras", keras_path), ("tflite", tflite_path))
     }
 

@@ -34,7 +34,7 @@ from models.data import (
 from models.splits import split_of
 from models.voc import read_scenes
 from shared import db
-from worker.pipeline.classify import sha256_of
+from shared.assets import sha256_file
 from worker.pipeline.faces import LABELS
 
 COLLECTION = "training_images"
@@ -59,7 +59,7 @@ def _known_sha256() -> set[str]:
 
 def _put(path: Path, doc: dict, known: set[str]) -> bool:
     """Upload one file and insert its document unless its sha256 is known; True when added."""
-    sha = sha256_of(path)
+    sha = sha256_file(path)
     if sha in known:
         return False
     known.add(sha)

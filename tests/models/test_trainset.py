@@ -10,7 +10,7 @@ import pytest
 
 from models import trainset
 from shared import db
-from worker.pipeline.classify import sha256_of
+from shared.assets import sha256_file
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("MONGO_URI"), reason="MONGO_URI is unset: start MongoDB with bin/services"
@@ -42,7 +42,7 @@ def test_import_folder_read_back_and_idempotent(labelled_folder, empty_trainset,
     assert empty_trainset.count_documents({}) == 6
     doc = empty_trainset.find_one({"provenance.path": "with_mask/with_mask_0000.jpg"})
     assert doc["label"] == "masked" and doc["split"] == "train" and doc["source"] == "t"
-    assert doc["sha256"] == sha256_of(labelled_folder / "with_mask" / "with_mask_0000.jpg")
+    assert doc["sha256"] == sha256_file(labelled_folder / "with_mask" / "with_mask_0000.jpg")
     records = [r for _, r in trainset.mongo_records("train")]
     assert sorted(int(r.labels[0]) for r in records) == [0, 0, 0, 1, 1, 1]
     assert all(r.image_bgr.ndim == 3 and r.boxes is None for r in records)

@@ -7,7 +7,6 @@ Interpreters are not thread-safe: one classifier per worker process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.assets import sha256_file
 from shared.config import ROOT, get_settings
 from shared.errors import MissingAsset
 from worker.pipeline.faces import LABELS
@@ -58,15 +58,6 @@ def _crop_one(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> n
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_model_json(model_dir: Path = MODEL_DIR) -> dict:
     """The model's metadata (model.json written by models.train); MissingAsset when absent."""
     meta_path = Path(model_dir) / "model.json"
@@ -81,7 +72,7 @@ def verified_file(model_dir: Path, meta: dict, kind: str) -> Path:
     path = Path(model_dir) / entry["path"]
     if not path.exists():
         raise MissingAsset(f"mask classifier file {path} is missing: {RETRAIN_HINT}")
-    got = sha256_of(path)
+    got = sha256_file(path)
     if got != entry["sha256"]:
         raise MissingAsset(
             f"mask classifier file {path} has sha256 {got}, but model.json expects {entry['sha256']}; "
