@@ -97,7 +97,7 @@ def time_classifier(classifier, crops: np.ndarray, seconds: float) -> dict:
 
 def face_crops(size: int, count: int) -> np.ndarray:
     """(count, size, size, 3) uint8 RGB crops of annotated val faces, cut as the worker cuts them."""
-    from worker.pipeline.classify import crop_faces
+    from models.classify import crop_faces
 
     crops = []
     for scene in read_scenes(asset_path("mask_scenes")):
@@ -111,7 +111,7 @@ def face_crops(size: int, count: int) -> np.ndarray:
 
 def bench_detectors(rounds: int, caps: list[int]) -> dict:
     """ms/frame of YuNet (video and still profiles, and the video profile at other caps) and res10."""
-    from worker.pipeline.detect import PROFILES, load_detector
+    from models.detect import PROFILES, load_detector
 
     detectors = {f"yunet_{p}": load_detector("yunet", profile=p) for p in ("video", "still")}
     for cap in caps:
@@ -132,7 +132,8 @@ def bench_detectors(rounds: int, caps: list[int]) -> dict:
 
 def bench_classifiers(seconds: float, skip_keras: bool) -> dict:
     """faces/s: ours on LiteRT and Keras (batched), the seeds' batched and per-face model.predict."""
-    from worker.pipeline.classify import SeedClassifier, load_classifier
+    from models.baselines import SeedClassifier
+    from models.classify import load_classifier
 
     out: dict = {}
     try:

@@ -134,7 +134,7 @@ def _cpu_s() -> float:
 
 def child(mode: str, clip: Path, preset: str, seed_frames: int) -> dict:
     """One measurement in this (fresh) process; its figures."""
-    from worker.models import get_models
+    from worker.loaded_models import get_models
     from worker.pipeline.decode import VideoInfo, video_frames
     from worker.pipeline.encode import VideoSink
 
@@ -187,10 +187,11 @@ def _figures(frames: int, seconds: float, cpu_s: float) -> dict:
 
 def _seed(clip: Path, info, out: Path, sink_args: dict, limit: int) -> dict:
     """The seeds' loop: res10 -> crop -> model.predict per face -> draw -> write; one thread."""
+    from models.baselines import SeedClassifier
+    from models.classify import crop_faces
+    from models.detect import load_detector
     from worker.pipeline.annotate import annotate
-    from worker.pipeline.classify import SeedClassifier, crop_faces
     from worker.pipeline.decode import video_frames
-    from worker.pipeline.detect import load_detector
     from worker.pipeline.encode import VideoSink
 
     detector = load_detector("res10")

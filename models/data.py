@@ -1,6 +1,6 @@
 """Training and validation face crops for the mask classifier, and CCTV-like augmentation.
 
-Crops are cut exactly as the worker cuts them (worker.pipeline.classify.crop_faces, same MARGIN),
+Crops are cut exactly as the worker cuts them (models.classify.crop_faces, same MARGIN),
 so the network sees at training time what it will see in production.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.classify import MARGIN, crop_faces
 from models.splits import split_of
 from models.voc import VOC_CLASSES, read_scenes
 from shared.config import ROOT
-from worker.pipeline.classify import MARGIN, crop_faces
 
 CACHE_DIR = ROOT / ".cache" / "mask_classifier"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

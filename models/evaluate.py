@@ -40,7 +40,7 @@ class Pipeline:
     crop: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None  # None: the worker's crop_faces
     tally: Tally = field(default_factory=Tally)
     fine: Tally = field(default_factory=lambda: Tally(bins=FINE_BINS))
-    rules: object | None = None  # worker.pipeline.rules.Rules: also count labels as the worker sets them
+    rules: object | None = None  # models.rules.Rules: also count labels as the worker sets them
     ruled: Tally = field(default_factory=Tally)
     detect_s: list = field(default_factory=list)
     classify_s: list = field(default_factory=list)
@@ -64,7 +64,7 @@ class Pipeline:
         self.tally.add(faces.xyxy, faces.score, gt, gt_labels, labels, iou)
         self.fine.add(faces.xyxy, faces.score, gt, gt_labels, None, iou)
         if self.rules is not None and probs is not None:
-            from worker.pipeline.rules import frame_labels
+            from models.rules import frame_labels
 
             # The worker leaves tiny and low-confidence faces unlabelled (unknown) instead of guessing.
             ruled = frame_labels(probs, faces.short_side, self.rules)
@@ -73,7 +73,7 @@ class Pipeline:
     def _crop(self, frame_bgr: np.ndarray, xyxy: np.ndarray, size: int) -> np.ndarray:
         if self.crop is not None:
             return self.crop(frame_bgr, xyxy, size)
-        from worker.pipeline.classify import crop_faces
+        from models.classify import crop_faces
 
         return crop_faces(frame_bgr, xyxy, size)
 
@@ -154,14 +154,15 @@ def _param(text: str) -> tuple[str, object]:
 
 def build_pipelines(args: argparse.Namespace) -> list[Pipeline]:
     """Ours (YuNet + our classifier) and, unless --no-seeds, the seeds' (res10 + seed classifier)."""
-    from worker.pipeline.detect import load_detector
+    from models.detect import load_detector
 
     ours = Pipeline("ours", load_detector("yunet", profile=args.profile, **dict(args.param)))
     pipes = [ours]
     if not args.no_seeds:
         pipes.append(Pipeline("seeds", load_detector("res10"), crop=seed_crops))
     if not args.detector_only:
-        from worker.pipeline.classify import SeedClassifier, load_classifier
+        from models.baselines import SeedClassifier
+        from models.classify import load_classifier
 
         ours.classifier = load_classifier(backend=args.backend)
         ours.rules = _worker_rules()
@@ -177,7 +178,7 @@ def build_pipelines(args: argparse.Namespace) -> list[Pipeline]:
 def _worker_rules():
     """The worker's default labelling rules, or None where that module is absent."""
     try:
-        from worker.pipeline.rules import Rules
+        from models.rules import Rules
     except ImportError:
         return None
     return Rules()

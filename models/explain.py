@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from worker.pipeline.classify import MODEL_DIR, read_model_json, verified_file
+from models.classify import MODEL_DIR, read_model_json, verified_file
 
 # Grad-CAM reads the last convolutional activation of MobileNetV2 (before pooling).
 LAST_CONV = "out_relu"

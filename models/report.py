@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.faces import LABELS
 from models.metrics import COMPLIANT, SIZE_BINS, size_bin
-from worker.pipeline.faces import LABELS
 
 
 def _accuracy(pred: np.ndarray, truth: np.ndarray) -> dict:

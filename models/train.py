@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from models import data, export, report
+from models.baselines import SeedClassifier
+from models.classify import MARGIN, MODEL_DIR, MaskClassifier
+from models.faces import LABELS
 from shared.assets import asset_path, sha256_file
-from worker.pipeline.classify import MARGIN, MODEL_DIR, MaskClassifier, SeedClassifier
-from worker.pipeline.faces import LABELS
 
 # Blocks above this layer are fine-tuned; below it the ImageNet features stay frozen.
 SPLIT_LAYER = "block_12_add"

@@ -31,11 +31,11 @@ from models.data import (
     decode_bgr,
     read_bgr,
 )
+from models.faces import LABELS
 from models.splits import split_of
 from models.voc import read_scenes
 from shared import db
 from shared.assets import sha256_file
-from worker.pipeline.faces import LABELS
 
 COLLECTION = "training_images"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-# VOC class name -> our label index (worker.pipeline.faces.LABELS order).
+# VOC class name -> our label index (models.faces.LABELS order).
 VOC_CLASSES = {"with_mask": 0, "without_mask": 1, "mask_weared_incorrect": 2}
 
 

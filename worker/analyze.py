@@ -122,7 +122,7 @@ def analyse_video(src: Path, out: Path, settings) -> dict:
 
 def analyse_images(paths: list[Path], out: Path, settings) -> dict:
     """Each image analysed on its own (models loaded once); annotated copies and totals into out."""
-    from worker.models import get_models
+    from worker.loaded_models import get_models
 
     models = get_models()
     outputs = _Outputs(out, images=True)

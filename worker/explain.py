@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 
 from models.explain import grad_cam, load_keras_model, occlusion_sensitivity, overlay
+from models.faces import label_name
 from shared import jobs, storage
 from shared.celery_app import EXPLAIN_FACE, app
 from shared.db import RESULTS
 from shared.errors import NotFound
-from worker.models import get_models
-from worker.pipeline.faces import label_name
+from worker.loaded_models import get_models
 
 log = logging.getLogger(__name__)
 SHOWN_PX = 224  # overlays are stored at this size: the crops are small, the page shows them large

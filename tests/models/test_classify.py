@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 
 from models import data
-from shared.assets import asset_path
-from shared.config import ROOT
-from shared.errors import MissingAsset
-from worker.pipeline.classify import (
+from models.baselines import SeedClassifier
+from models.classify import (
     MARGIN,
     MODEL_DIR,
     MaskClassifier,
-    SeedClassifier,
     crop_faces,
     load_classifier,
 )
-from worker.pipeline.faces import MASKED, UNMASKED
+from models.faces import MASKED, UNMASKED
+from shared.assets import asset_path
+from shared.config import ROOT
+from shared.errors import MissingAsset
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_wrong_crop_size_is_a_clear_error(litert):
 def test_the_cpu_path_does_not_import_tensorflow():
     code = (
         "import sys, numpy as np\n"
-        "from worker.pipeline.classify import load_classifier\n"
+        "from models.classify import load_classifier\n"
         "c = load_classifier('auto')\n"
         "p = c(np.zeros((3, c.input_size, c.input_size, 3), np.uint8))\n"
         "assert c.backend == 'litert' and p.shape == (3, 3), (c.backend, p.shape)\n"

@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
+from models.baselines import Res10Detector
+from models.detect import PROFILES, YuNetDetector, load_detector
+from models.faces import Faces
 from models.metrics import match_greedy
 from models.voc import read_annotation
 from shared.assets import asset_path, manifest
-from worker.pipeline.detect import PROFILES, Res10Detector, YuNetDetector, load_detector
-from worker.pipeline.faces import Faces
 
 # Validation photos whose every annotated face YuNet must find: a crowd of 13-17 px faces, mixed sizes
 # and classes, unmasked/incorrect faces, and two large faces.

@@ -139,10 +139,11 @@ class _FakeClassifier:
 
 
 def test_full_evaluation_plumbing_with_fake_classifiers(monkeypatch, capsys):
-    import worker.pipeline.classify as classify
+    import models.baselines as baselines
+    import models.classify as classify
 
     monkeypatch.setattr(classify, "load_classifier", lambda backend="auto": _FakeClassifier())
-    monkeypatch.setattr(classify, "SeedClassifier", _FakeClassifier)
+    monkeypatch.setattr(baselines, "SeedClassifier", _FakeClassifier)
     assert evaluate.main(["--scenes", str(asset_path("mask_scenes")), "--limit", "3"]) == 0
     result = json.loads(capsys.readouterr().out)
     _check(result, classified=True)

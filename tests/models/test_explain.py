@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from models import data
+from models.classify import MaskClassifier, crop_faces
 from models.explain import grad_cam, load_keras_model, occlusion_sensitivity, overlay
+from models.faces import MASKED
 from shared.assets import asset_path
-from worker.pipeline.classify import MaskClassifier, crop_faces
-from worker.pipeline.faces import MASKED
 
 
 @pytest.fixture(scope="module")

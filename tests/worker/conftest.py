@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.models import Models
+from worker.loaded_models import Models
 
 
 class ColourClassifier:
@@ -27,7 +27,7 @@ class ColourClassifier:
 @pytest.fixture(scope="session")
 def models():
     """The worker's real models (YuNet and our trained classifier), loaded once."""
-    from worker.models import get_models
+    from worker.loaded_models import get_models
 
     return get_models()
 
@@ -35,8 +35,8 @@ def models():
 @pytest.fixture(scope="session")
 def detectors():
     """The worker's detectors (video and still profiles), loaded once."""
-    from worker.models import STILL_DETECTOR, VIDEO_DETECTOR
-    from worker.pipeline.detect import load_detector
+    from models.detect import load_detector
+    from worker.loaded_models import STILL_DETECTOR, VIDEO_DETECTOR
 
     return load_detector("yunet", **VIDEO_DETECTOR), load_detector("yunet", **STILL_DETECTOR)
 

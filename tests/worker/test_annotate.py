@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.faces import INCORRECT, MASKED, UNKNOWN, UNMASKED, Faces
 from worker.pipeline.annotate import (
     BoxAnnotator,
     CounterAnnotator,
@@ -12,7 +13,6 @@ from worker.pipeline.annotate import (
     annotate,
     colour_of,
 )
-from worker.pipeline.faces import INCORRECT, MASKED, UNKNOWN, UNMASKED, Faces
 
 
 def one_face(width: int, height: int, label: int = MASKED) -> Faces:

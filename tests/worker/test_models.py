@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import worker.models as wm
+import worker.loaded_models as wm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_loaded_once_per_process_and_again_after_fork(monkeypatch):
 
 def test_importing_the_tasks_loads_nothing_heavy():
     # What Celery's parent process does before forking its pool: import the task module.
-    code = ("import sys, worker.tasks, worker.models as m; "
+    code = ("import sys, worker.tasks, worker.loaded_models as m; "
             "print(bool(m._cache), 'tensorflow' in sys.modules, 'ai_edge_litert' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.pipeline.faces import Faces
-from worker.pipeline.multiscale import AdaptiveDetector, detect_shrunk
-from worker.pipeline.resize import shrink
+from models.faces import Faces
+from models.multiscale import AdaptiveDetector, detect_shrunk
+from models.resize import shrink
 
 
 class FakeDetector:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from worker.pipeline.faces import MASKED, UNKNOWN, UNMASKED, Faces
-from worker.pipeline.rules import Rules, frame_labels, vote
+from models.faces import MASKED, UNKNOWN, UNMASKED, Faces
+from models.rules import Rules, frame_labels, vote
 from worker.pipeline.stats import FrameDocWriter, StatsCollector, frame_doc
 
 RULES = Rules()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.pipeline.faces import Faces
+from models.faces import Faces
 from worker.pipeline.track import Tracker, TrackerParams, iou_matrix, track_faces
 
 

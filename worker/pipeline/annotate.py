@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from worker.pipeline.faces import INCORRECT, MASKED, UNMASKED, Faces
+from models.faces import INCORRECT, MASKED, UNMASKED, Faces
 
 # BGR; green/red/orange read as good/bad/in-between, grey as "no decision".
 COLOURS = {MASKED: (60, 180, 40), UNMASKED: (40, 40, 220), INCORRECT: (0, 150, 255)}

@@ -10,7 +10,7 @@ import av
 import cv2
 import numpy as np
 
-from worker.pipeline.resize import shrink
+from models.resize import shrink
 
 
 @cache

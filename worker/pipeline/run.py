@@ -15,12 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.rules import Rules
 from shared.config import Settings
-from worker.models import get_models, set_threads
+from worker.loaded_models import get_models, set_threads
 from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import VideoInfo, is_image, read_image, video_frames
 from worker.pipeline.encode import VideoSink, write_thumbnail
-from worker.pipeline.rules import Rules
 from worker.pipeline.stages import Item, classify_faces, classify_window, detect_faces
 from worker.pipeline.stats import StatsCollector, frame_doc
 from worker.pipeline.threads import BackgroundWriter, prefetch

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.classify import crop_faces
+from models.faces import Faces
+from models.rules import Rules, frame_labels
 from worker.pipeline.annotate import annotate
-from worker.pipeline.classify import crop_faces
 from worker.pipeline.decode import Frame
-from worker.pipeline.faces import Faces
-from worker.pipeline.rules import Rules, frame_labels
 
 
 @dataclass

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from worker.pipeline.classify import crop_faces
-from worker.pipeline.faces import INCORRECT, LABELS, MASKED, UNKNOWN, UNMASKED, Faces, label_name
-from worker.pipeline.rules import Rules, vote
+from models.classify import crop_faces
+from models.faces import INCORRECT, LABELS, MASKED, UNKNOWN, UNMASKED, Faces, label_name
+from models.rules import Rules, vote
 
 KEYS = (*LABELS, "unknown")
 CROP_MAX_PX = 160  # best-face crops are stored at most this size: enough for a thumbnail, small in GridFS

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from worker.pipeline.faces import Faces
+from models.faces import Faces
 
 
 @dataclass(frozen=True)

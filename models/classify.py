@@ -14,10 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.faces import LABELS
 from shared.assets import sha256_file
 from shared.config import ROOT, get_settings
 from shared.errors import MissingAsset
-from worker.pipeline.faces import LABELS
 
 # Fraction of the face box's longer side added on every side before cropping: the mask's edges,
 # chin and ears carry the signal, and detector boxes jitter. Training crops use the same value.
@@ -172,44 +172,6 @@ def _graph_runner(model, size: int):
         return model(x, training=False)
 
     return lambda x: run(x).numpy()
-
-
-class SeedClassifier:
-    """The seeds' 2-class MobileNetV2 (224 px), mapped to our 3 columns with 'incorrect' = 0."""
-
-    name = "seed-mask-classifier"
-    input_size = 224
-    backend = "keras"
-
-    def __init__(self, per_face: bool = False, batch_size: int = 32) -> None:
-        import keras
-
-        from shared.assets import asset_path, manifest
-
-        self.per_face = per_face
-        self.batch_size = batch_size
-        self.sha256 = manifest()["seed_mask_classifier"].sha256
-        self.model = keras.saving.load_model(asset_path("seed_mask_classifier"), compile=False)
-        self._fn = _graph_runner(self.model, self.input_size)
-
-    def __call__(self, crops_rgb: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB crops (resized to 224 here) -> (N, 3) float32 probabilities."""
-        x = _resize_batch(np.asarray(crops_rgb), self.input_size).astype(np.float32) / 127.5 - 1.0
-        two = np.empty((len(x), 2), np.float32)
-        if self.per_face:
-            # The seeds' way: one model.predict per face (slow; kept as the benchmark baseline).
-            for i in range(len(x)):
-                two[i] = self.model.predict(x[i : i + 1], verbose=0)[0]
-        else:
-            for part in _chunks(len(x), self.batch_size):
-                two[part] = self._fn(x[part])
-        return np.concatenate([two, np.zeros((len(x), 1), np.float32)], axis=1)
-
-
-def _resize_batch(crops: np.ndarray, size: int) -> np.ndarray:
-    if crops.shape[1:3] == (size, size):
-        return crops
-    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
 
 
 def gpu_available() -> bool:

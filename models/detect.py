@@ -1,4 +1,4 @@
-"""Face detectors: YuNet (ours, tuned for small CCTV faces) and the seeds' res10 SSD (the baseline).
+"""Face detection: YuNet, tuned for small CCTV faces (the seeds' res10 SSD is in models.baselines).
 
 Each detector is a callable `frame_bgr (H, W, 3) uint8 -> Faces` with `name` and `sha256` (of its
 model file) attributes. Build one with `load_detector(kind, **params)`. Neither sets OpenCV's thread
@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
+from models.faces import Faces
 from shared.assets import asset_path, manifest, sha256_file
-from worker.pipeline.faces import Faces
 
 # YuNet pads its input to a multiple of 32 and returns garbage (inf boxes) on slivers thinner
 # than that, so tiny frames are padded up to this size first.
@@ -205,41 +205,12 @@ class YuNetDetector:
         return {"name": self.name, "profile": self.profile, **asdict(self.params)}
 
 
-class Res10Detector:
-    """The seeds' detector: OpenCV's res10 SSD on the frame squashed to 300x300, confidence > 0.5."""
-
-    name = "res10"
-    INPUT = (300, 300)
-    MEAN = (104.0, 177.0, 123.0)
-
-    def __init__(self, confidence: float = 0.5, prototxt=None, caffemodel=None) -> None:
-        self.confidence = confidence
-        weights = caffemodel or asset_path("res10_caffemodel")
-        self.sha256 = manifest()["res10_caffemodel"].sha256 if caffemodel is None else sha256_file(weights)
-        self._net = cv2.dnn.readNetFromCaffe(str(prototxt or asset_path("res10_prototxt")), str(weights))
-
-    def __call__(self, frame_bgr: np.ndarray) -> Faces:
-        """Faces of one BGR uint8 frame, as the seeds found them (boxes clipped to the frame)."""
-        frame = _as_bgr(frame_bgr)
-        height, width = frame.shape[:2]
-        if height == 0 or width == 0:
-            return Faces.empty()
-        blob = cv2.dnn.blobFromImage(cv2.resize(frame, self.INPUT), 1.0, self.INPUT, self.MEAN)
-        self._net.setInput(blob)
-        out = self._net.forward().reshape(-1, 7)  # rows: image id, class, confidence, x1 y1 x2 y2 (0..1)
-        out = out[out[:, 2] > self.confidence]
-        xyxy, keep = _clip(out[:, 3:7] * np.array([width, height, width, height]), width, height)
-        return Faces(xyxy=xyxy[keep], score=out[keep, 2])
-
-    def describe(self) -> dict:
-        """Name and confidence threshold."""
-        return {"name": self.name, "confidence": self.confidence, "input": list(self.INPUT)}
-
-
-def load_detector(kind: str = "yunet", **params) -> YuNetDetector | Res10Detector:
+def load_detector(kind: str = "yunet", **params):
     """A detector by kind ('yunet' | 'res10'); params go to its constructor (e.g. profile='video')."""
     if kind == "yunet":
         return YuNetDetector(**params)
     if kind == "res10":
+        from models.baselines import Res10Detector
+
         return Res10Detector(**params)
     raise ValueError(f"unknown detector kind {kind!r}; use 'yunet' or 'res10'")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.pipeline.faces import Faces
-from worker.pipeline.resize import shrink
+from models.faces import Faces
+from models.resize import shrink
 
 
 class AdaptiveDetector:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from worker.pipeline.faces import UNKNOWN
+from models.faces import UNKNOWN
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import cv2
 
+from models.multiscale import AdaptiveDetector
 from shared.config import get_settings
-from worker.pipeline.multiscale import AdaptiveDetector
 
 # The tracker's second stage needs the uncertain faces too, so the detector reports down to its low
 # score; the tracker drops those that extend no track. The video profile caps the working image at
@@ -84,8 +84,8 @@ def get_models() -> Models:
 
 
 def _load() -> Models:
-    from worker.pipeline.classify import load_classifier
-    from worker.pipeline.detect import load_detector
+    from models.classify import load_classifier
+    from models.detect import load_detector
 
     gpu = use_gpu()
     return Models(
