@@ -87,8 +87,8 @@ def get(job_id, owner: str | None = None) -> dict:
 def list_for(owner: str | None, limit: int = 200) -> list[dict]:
     """Newest jobs first; owner None lists everyone's (admins)."""
     query = {} if owner is None else {"owner": owner}
-    # The list needs summaries only: per-person ledgers and chart bins stay behind.
-    hidden = {"result.persons": 0, "result.bins": 0, "explanations": 0}
+    # The list needs summaries only (the job document holds no ledger or bins: shared/result_docs.py).
+    hidden = {"explanations": 0}
     return list(get_db().jobs.find(query, hidden).sort("created_at", -1).limit(limit))
 
 
@@ -198,19 +198,16 @@ def retry(job_id) -> dict:
 
 
 def delete(job_id) -> None:
-    """Remove a job that is not running, with its statistics and every stored file."""
-    from shared import storage
-    from shared.db import RESULTS, UPLOADS
+    """Remove a job that is not running, with its statistics and every stored file (all by _id)."""
+    from shared import result_docs, storage
+    from shared.db import UPLOADS
 
     job = get(job_id)
     if job["status"] == RUNNING:
         raise IllegalTransition(f"job {job_id} is running; cancel it before deleting")
-    db = get_db()
-    for f in db[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]}, {"_id": 1}):
-        storage.delete(RESULTS, f["_id"])
+    result_docs.delete_outputs(job)
     storage.delete(UPLOADS, job["input_id"])
-    db.frames.delete_many({"job_id": job["_id"]})
-    db.jobs.delete_one({"_id": job["_id"], "status": {"$ne": RUNNING}})
+    get_db().jobs.delete_one({"_id": job["_id"], "status": {"$ne": RUNNING}})
 
 
 def request_explanation(job_id, track_id: int) -> None:

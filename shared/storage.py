@@ -6,6 +6,7 @@ import io
 import re
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -13,41 +14,54 @@ from typing import BinaryIO
 import gridfs
 from bson import Binary, ObjectId
 from bson.errors import InvalidId
-from gridfs.errors import NoFile
 
-from shared.db import get_db, gridfs_bucket
+from shared.db import get_db
 from shared.errors import NotFound, RangeNotSatisfiable
 
 CHUNK = 1024 * 1024
+WRITE_BATCH = 2  # chunks per insert (one insert in flight while the next are read)
+READ_BATCH = 2  # chunks per query (one batch read ahead)
+DELETE_BATCH = 1000  # chunk ids per delete (the patched FerretDB deletes up to 1000 by key)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def put(bucket: str, stream: BinaryIO, filename: str, *, content_type: str,
         metadata: dict | None = None, file_id: ObjectId | None = None) -> ObjectId:
-    """Stream a file-like object into GridFS one chunk at a time; returns its id.
+    """Stream a file-like object into GridFS a couple of chunks per insert; returns its id.
 
     Standard GridFS layout (files + chunks), written by hand because pymongo's GridIn buffers up to
-    the server's message size (48 MB) before inserting; here at most one chunk is held.
+    the server's message size (48 MB) before inserting. One insert runs in a background thread while
+    the next chunks are read, so the stream and the server work at once; at most a few chunks are held.
     """
     database = get_db()
     chunks, files = database[f"{bucket}.chunks"], database[f"{bucket}.files"]
     file_id = file_id or ObjectId()
     n = length = 0
+    pending = None
     try:
-        while True:
-            block = read_full(stream, CHUNK)
-            if not block:
-                break
-            chunks.insert_one({"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
-                               "data": Binary(block)})
-            n += 1
-            length += len(block)
+        with ThreadPoolExecutor(1, thread_name_prefix="gridfs-put") as pool:
+            while True:
+                batch = []
+                while len(batch) < WRITE_BATCH:
+                    block = read_full(stream, CHUNK)
+                    if not block:
+                        break
+                    batch.append({"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
+                                  "data": Binary(block)})
+                    n += 1
+                    length += len(block)
+                if pending is not None:
+                    pending.result()  # raises the insert's error here
+                    pending = None
+                if not batch:
+                    break
+                pending = pool.submit(chunks.insert_many, batch, ordered=True)
         files.insert_one({
             "_id": file_id, "length": length, "chunkSize": CHUNK, "uploadDate": datetime.now(UTC),
             "filename": filename, "metadata": {"content_type": content_type, **(metadata or {})},
         })
     except BaseException:
-        chunks.delete_many({"files_id": file_id})  # nothing half-stored
+        _delete_chunks(chunks, file_id, n + WRITE_BATCH)  # nothing half-stored
         raise
     return file_id
 
@@ -81,14 +95,15 @@ def put_path(bucket: str, path: Path, filename: str, *, content_type: str,
 
 
 class StoredFile(io.RawIOBase):
-    """A seekable reader of one GridFS file that fetches a few chunks per round trip.
+    """A seekable reader of one GridFS file that fetches chunks by _id, a couple per round trip.
 
-    pymongo's GridOut asks for all remaining chunks in one cursor with the server's default batch,
-    which FerretDB answers in a single reply over its own 48 MB message limit; an explicit small
-    batch size keeps replies (and memory) to a few chunks on any server.
+    While the caller consumes one batch the next is already being fetched (a background thread), so
+    the server decodes while the caller sends. Files written by other GridFS clients (ObjectId chunk
+    ids) are read through a cursor over (files_id, n) with an explicit small batch: pymongo's GridOut
+    asks for all remaining chunks at once, which FerretDB answers in one reply over its 48 MB limit.
     """
 
-    BATCH = 4
+    BATCH = READ_BATCH
 
     def __init__(self, bucket: str, doc: dict):
         super().__init__()
@@ -99,10 +114,13 @@ class StoredFile(io.RawIOBase):
         self.chunk_size = int(doc["chunkSize"])
         self.metadata = doc.get("metadata") or {}
         self.upload_date = doc.get("uploadDate")
+        self._n_chunks = -(-self.length // self.chunk_size) if self.chunk_size else 0
         self._pos = 0
         self._cursor = None
         self._next_n = -1  # chunk number the cursor yields next
-        self._buf, self._buf_n = b"", -1
+        self._cache: dict[int, bytes] = {}
+        self._ahead: tuple[int, Future] | None = None  # (first chunk, its fetch) running in the pool
+        self._pool: ThreadPoolExecutor | None = None
         self._by_id = True
 
     def readable(self) -> bool:
@@ -119,18 +137,36 @@ class StoredFile(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+    def _fetch(self, first: int) -> dict[int, bytes]:
+        """Chunks first .. first+BATCH-1 (those of the file) by _id, in one query."""
+        ids = [chunk_id(self._id, n) for n in range(first, min(self._n_chunks, first + self.BATCH))]
+        return {d["n"]: bytes(d["data"]) for d in self._chunks.find({"_id": {"$in": ids}})}
+
     def _chunk(self, n: int) -> bytes:
         """Chunk n: by _id for files we wrote, else through a cursor over (files_id, n)."""
-        if n == self._buf_n:
-            return self._buf
-        doc = self._chunks.find_one({"_id": chunk_id(self._id, n)}) if self._by_id else None
-        if doc is None:
-            self._by_id = False  # written by another GridFS client: ObjectId chunk ids
+        if n in self._cache:
+            return self._cache[n]
+        data = None
+        if self._by_id:
+            if self._ahead is not None and self._ahead[0] == n:
+                self._cache = self._ahead[1].result()
+            else:
+                self._cache = self._fetch(n)
+            self._ahead = None
+            data = self._cache.get(n)
+            if data is None:
+                self._by_id = False  # written by another GridFS client: ObjectId chunk ids
+            elif n + self.BATCH < self._n_chunks:  # read ahead: the next batch while this one is used
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="gridfs-read")
+                self._ahead = (n + self.BATCH, self._pool.submit(self._fetch, n + self.BATCH))
+        if data is None:
             doc = self._from_cursor(n)
-        if doc is None or doc["n"] != n:
-            raise gridfs.errors.CorruptGridFile(f"chunk {n} of file {self._id} is missing")
-        self._buf, self._buf_n = bytes(doc["data"]), n
-        return self._buf
+            if doc is None or doc["n"] != n:
+                raise gridfs.errors.CorruptGridFile(f"chunk {n} of file {self._id} is missing")
+            data = bytes(doc["data"])
+            self._cache = {n: data}
+        return data
 
     def _from_cursor(self, n: int) -> dict | None:
         """Chunk n from the open cursor when it is next in line, else from a new cursor."""
@@ -138,7 +174,7 @@ class StoredFile(io.RawIOBase):
             if self._cursor is not None:
                 self._cursor.close()
             self._cursor = (self._chunks.find({"files_id": self._id, "n": {"$gte": n}})
-                            .sort("n", 1).batch_size(self.BATCH))
+                            .sort("n", 1).batch_size(4))
             self._next_n = n
         self._next_n = n + 1
         return next(self._cursor, None)
@@ -165,6 +201,10 @@ class StoredFile(io.RawIOBase):
         if self._cursor is not None:
             self._cursor.close()
             self._cursor = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._cache, self._ahead = {}, None
         super().close()
 
 
@@ -188,14 +228,55 @@ def save_to(bucket: str, file_id, path: Path) -> Path:
 
 
 def delete(bucket: str, file_id) -> bool:
-    """Delete a stored file; False when it was already gone."""
-    if file_id is None:
-        return False
-    try:
-        gridfs_bucket(bucket).delete(ObjectId(str(file_id)))
-        return True
-    except (NoFile, InvalidId, TypeError):
-        return False
+    """Delete a stored file by the _ids of its chunks; False when its files document was already gone.
+
+    Chunks of a file whose writing was interrupted (no files document) are removed too.
+    """
+    return bool(delete_files(bucket, [file_id]))
+
+
+def delete_files(bucket: str, file_ids) -> int:
+    """Delete stored files by the _ids of their chunks (counts follow from the lengths); how many existed.
+
+    A few `_id` list deletes per thousand chunks, however much else is stored.
+    """
+    oids = []
+    for f in file_ids:
+        try:
+            oids.append(ObjectId(str(f)))
+        except (InvalidId, TypeError):
+            continue
+    database = get_db()
+    chunks, files = database[f"{bucket}.chunks"], database[f"{bucket}.files"]
+    found = 0
+    for i in range(0, len(oids), DELETE_BATCH):
+        batch = oids[i:i + DELETE_BATCH]
+        docs = {d["_id"]: d for d in files.find({"_id": {"$in": batch}}, {"length": 1, "chunkSize": 1})}
+        counts = {oid: -(-int(d["length"]) // max(1, int(d["chunkSize"]))) for oid, d in docs.items()}
+        ids = [chunk_id(oid, n) for oid, c in counts.items() for n in range(c)]
+        removed = sum(chunks.delete_many({"_id": {"$in": ids[k:k + DELETE_BATCH]}}).deleted_count
+                      for k in range(0, len(ids), DELETE_BATCH))
+        if removed < len(ids):  # some were written by another GridFS client: ObjectId chunk ids
+            chunks.delete_many({"files_id": {"$in": list(docs)}})
+        for oid in batch:
+            if oid not in docs:
+                _delete_chunks(chunks, oid, 0)  # an interrupted write: chunks without a files document
+        if docs:
+            files.delete_many({"_id": {"$in": list(docs)}})
+        found += len(docs)
+    return found
+
+
+def _delete_chunks(chunks, file_id: ObjectId, count: int) -> int:
+    """Delete chunks 0..count-1 by _id, then further ones while any are found; how many went."""
+    removed, n = 0, 0
+    while True:
+        step = max(1, min(DELETE_BATCH, count - n)) if n < count else DELETE_BATCH
+        got = chunks.delete_many({"_id": {"$in": [chunk_id(file_id, k) for k in range(n, n + step)]}})
+        removed += got.deleted_count
+        n += step
+        if n >= count and not got.deleted_count:
+            return removed
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

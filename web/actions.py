@@ -5,7 +5,6 @@ from __future__ import annotations
 from shared import jobs
 from shared.celery_app import PROCESS_JOB, enqueue
 from shared.errors import ServiceUnavailable
-from web import store
 
 
 def requeue(clip: dict) -> dict:
@@ -19,8 +18,5 @@ def requeue(clip: dict) -> dict:
 
 
 def remove(clip: dict) -> None:
-    """Delete a clip with its files and statistics; its results view goes before and after the job,
-    so a view rebuilt by a concurrent request cannot outlive it."""
-    store.drop_view(clip["_id"])
+    """Delete a clip with its files and statistics (nothing the web reads is rebuilt afterwards)."""
     jobs.delete(clip["_id"])
-    store.drop_view(clip["_id"])

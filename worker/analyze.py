@@ -21,16 +21,17 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from shared import results
 from shared.config import get_settings, set_settings
 from shared.errors import MaskwatchError
 from worker.pipeline import run
 from worker.pipeline.decode import is_image
 from worker.pipeline.stats import KEYS, rate
 
-FRAME_FIELDS = ["frame", "t", "faces", *KEYS]
-PERSON_FIELDS = ["track_id", "vote", "frames", "first_s", "last_s", "first_frame", "last_frame",
-                 "masked_frames", "unmasked_frames", "incorrect_frames", "mean_p_mask", "best_frame",
-                 "x1", "y1", "x2", "y2", "face_file"]
+# The web's per-frame and per-person CSV columns (shared/results.py), led by the image's name for
+# folders of images, and the persons' best-face file.
+FRAME_FIELDS = results.FRAME_COLUMNS
+PERSON_FIELDS = [*results.PERSON_COLUMNS, "face_file"]
 
 
 class _Outputs:
@@ -44,11 +45,11 @@ class _Outputs:
         self._files = ExitStack()
         self.jsonl = self._files.enter_context(open(out / "frames.jsonl", "w"))  # noqa: SIM115
         frames_csv = self._files.enter_context(open(out / "frames.csv", "w", newline=""))  # noqa: SIM115
-        self.frames_csv = csv.DictWriter(frames_csv, fieldnames=lead + FRAME_FIELDS)
-        self.frames_csv.writeheader()
+        self.frames_csv = csv.writer(frames_csv, lineterminator="\n")
+        self.frames_csv.writerow(lead + FRAME_FIELDS)
         persons_csv = self._files.enter_context(open(out / "persons.csv", "w", newline=""))  # noqa: SIM115
-        self.persons_csv = csv.DictWriter(persons_csv, fieldnames=lead + PERSON_FIELDS)
-        self.persons_csv.writeheader()
+        self.persons_csv = csv.writer(persons_csv, lineterminator="\n")
+        self.persons_csv.writerow(lead + PERSON_FIELDS)
         (out / "faces").mkdir(exist_ok=True)
 
     def frame(self, doc: dict, image: str | None = None) -> None:
@@ -56,10 +57,8 @@ class _Outputs:
         if image is not None:
             doc = {"image": image, **doc}
         self.jsonl.write(json.dumps(doc) + "\n")
-        row = {"frame": doc["frame"], "t": doc["t"], **doc["counts"]}
-        if image is not None:
-            row["image"] = image
-        self.frames_csv.writerow(row)
+        lead = [] if image is None else [image]
+        self.frames_csv.writerow(lead + results.frame_row(doc))
 
     def persons(self, outcome: run.Outcome, prefix: str = "", image: str | None = None) -> None:
         """Rows of persons.csv and the best-face JPEGs of one analysis."""
@@ -69,14 +68,8 @@ class _Outputs:
             if tid in outcome.crops:
                 face = f"faces/{prefix}person-{tid}.jpg"
                 (self.out / face).write_bytes(outcome.crops[tid])
-            x1, y1, x2, y2 = p["best_box"] or ["", "", "", ""]
-            row = {"track_id": tid, "vote": p["vote"], "frames": p["frames"], "first_s": p["first_s"],
-                   "last_s": p["last_s"], "first_frame": p["first_frame"], "last_frame": p["last_frame"],
-                   **{f"{k}_frames": v for k, v in p["votes"].items()}, "mean_p_mask": p["mean_p_mask"],
-                   "best_frame": p["best_frame"], "x1": x1, "y1": y1, "x2": x2, "y2": y2, "face_file": face}
-            if image is not None:
-                row["image"] = image
-            self.persons_csv.writerow(row)
+            lead = [] if image is None else [image]
+            self.persons_csv.writerow(lead + results.person_row(p) + [face])
 
     def close(self) -> None:
         self._files.close()

@@ -11,7 +11,7 @@ import numpy as np
 
 from models.explain import grad_cam, load_keras_model, occlusion_sensitivity, overlay
 from models.faces import label_name
-from shared import jobs, storage
+from shared import jobs, result_docs, storage
 from shared.celery_app import EXPLAIN_FACE, app
 from shared.db import RESULTS
 from shared.errors import NotFound
@@ -51,9 +51,8 @@ def explain_face(job_id: str, track_id: int) -> str:
     """Explain one person's best face of a succeeded job; records done or failed on the job."""
     try:
         job = jobs.get(job_id)
-        person = next((p for p in (job.get("result") or {}).get("persons", [])
-                       if p.get("track_id") == track_id and p.get("crop_id")), None)
-        if person is None:
+        person = result_docs.find_person(job, track_id)
+        if person is None or not person.get("crop_id"):
             jobs.fail_explanation(job_id, track_id, "this person has no stored face to explain")
             return "failed"
         with storage.open_file(RESULTS, person["crop_id"]) as f:

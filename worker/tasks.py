@@ -3,7 +3,8 @@
 This is the only place that catches errors: bad input fails the job with the user's sentence,
 a cancel is confirmed, an unexpected error fails the job (and is logged) — the worker stays up.
 Each attempt starts by removing whatever an earlier, interrupted attempt of the same job left behind
-(frame documents, stored files, temp files), so a redelivered job ends with exactly one set of each.
+(frame buckets, person pages, stored files, temp files), so a redelivered job ends with exactly one
+set of each; its own documents are written by deterministic _id, replacing rather than adding.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from bson import ObjectId
 from celery.exceptions import SoftTimeLimitExceeded
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
-from shared import jobs, storage
+from shared import jobs, result_docs, results, storage
 from shared.celery_app import PROCESS_JOB, app
 from shared.config import get_settings
-from shared.db import RESULTS, UPLOADS, get_db
+from shared.db import RESULTS, UPLOADS
 from shared.errors import BadInput, Cancelled, IllegalTransition, NotFound, ServiceUnavailable
 from worker.pipeline import run
-from worker.pipeline.stats import FrameDocWriter
 from worker.pipeline.threads import BackgroundWriter
 from worker.progress import Progress
 
@@ -34,7 +34,6 @@ WORKER_NAME = f"{socket.gethostname()}"
 # Faults of the services, not of the file: the task is retried with backoff.
 TRANSIENT = (AutoReconnect, ConnectionFailure, ServiceUnavailable)
 TEMP_PREFIX = "maskwatch-"
-FRAME_BATCH = 100  # frame documents per insert_many: a few seconds of video each
 
 
 @app.task(name=PROCESS_JOB, bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -91,64 +90,63 @@ def _confirm(change, job_id, run_id: str, *args, state: str) -> str:
 
 
 def _run(job: dict, workdir: Path) -> dict:
-    """Fetch the input, analyse it, store the outputs; returns the job's result document."""
+    """Fetch the input, analyse it, store the outputs and the read model; returns the job's summary."""
     settings = get_settings()
     job_id, run_id = job["_id"], job["run_id"]
     src = storage.save_to(UPLOADS, job["input_id"], workdir / f"input{Path(job['filename']).suffix}")
     progress = Progress(job_id, run_id, total_frames=None)
     marked = False
 
-    def hand_over(batch: list[dict]) -> None:
-        # The job is marked before its first frame document exists, from this thread: every update of
-        # the job document by this attempt comes from one thread (FerretDB can lose concurrent $sets).
+    def hand_over(docs: list[dict]) -> None:
+        # The job is marked before its first bucket exists, from this thread: every update of the job
+        # document by this attempt comes from one thread (FerretDB can lose concurrent $sets).
         nonlocal marked
         if not marked:
             if not jobs.record(job_id, run_id, frames_written=True):
                 raise Cancelled("a newer attempt owns the job")
             marked = True
-        inserts.write(batch)
+        inserts.write(docs)
 
-    # Inserts run in their own thread: the frame loop never waits for the database.
-    with BackgroundWriter(FrameInserts(), maxsize=4, name="frames") as inserts:
-        writer = FrameDocWriter(hand_over, batch=FRAME_BATCH)
+    # Bucket writes run in their own thread: the frame loop never waits for the database.
+    with BackgroundWriter(BucketSink(), maxsize=4, name="frames") as inserts:
+        buckets = result_docs.BucketWriter(job_id, hand_over)
         outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress,
-                              on_frame=lambda doc: writer.add({"job_id": job_id, **doc}))
-        writer.flush()
-    return store_outcome(job, outcome, progress)
+                              on_frame=buckets.add)
+        buckets.flush()
+    return store_outcome(job, outcome, progress, buckets=buckets.buckets)
 
 
-class FrameInserts:
-    """A sink of frame-document batches into `frames` (BackgroundWriter runs it in a thread).
+class BucketSink:
+    """A sink of frame-bucket documents into `frames` (BackgroundWriter runs it in a thread).
 
-    The job's `frames_written` mark tells a later attempt or a failure that there is something to
-    delete: deleting by job id is a scan on servers without the index (FerretDB), so it is skipped
-    when there is nothing.
+    Each bucket is written by its _id (replacing a redelivered attempt's), in frame order. The job's
+    `frames_written` mark tells a later attempt or a failure that there is something to delete.
     """
 
-    def __enter__(self) -> FrameInserts:
+    def __enter__(self) -> BucketSink:
         return self
 
     def write(self, docs: list[dict]) -> None:
-        """Insert one batch."""
-        get_db().frames.insert_many(docs, ordered=False)
+        """Write one bucket (its head and any further parts)."""
+        result_docs.put(result_docs.FRAMES, docs)
 
     def __exit__(self, *exc) -> None:
         return None
 
 
-def store_outcome(job: dict, outcome: run.Outcome, progress: Progress) -> dict:
-    """Put the annotated file, the poster and the face crops in GridFS; the result document.
+def store_outcome(job: dict, outcome: run.Outcome, progress: Progress, *, buckets: int) -> dict:
+    """Put the annotated file, the poster and the face crops in GridFS, then the read model (person
+    pages, violations, bins); returns the summary the job keeps (shared/results.py, docs/DATA.md).
 
-    Their ids are recorded on the job first (`pending_files`), so chunks of a file whose attempt was
+    The file ids are recorded in the job's file ledger first, so chunks of a file whose attempt was
     killed mid-write can be found and removed by the next attempt.
     """
     job_id = job["_id"]
-    result = dict(outcome.summary)
+    summary, bins, persons = results.split(outcome.summary)
     ids = {"output": ObjectId(), "thumbnail": ObjectId()}
     crop_ids = {tid: ObjectId() for tid in outcome.crops}
-    progress(result.get("frames", 0), force=True)  # the last cancel check before storing
-    if not jobs.record(job_id, job["run_id"], pending_files=[*ids.values(), *crop_ids.values()]):
-        raise Cancelled("a newer attempt owns the job")
+    progress(summary.get("frames", 0), force=True)  # the last cancel check before storing
+    result_docs.record_files(job_id, [*ids.values(), *crop_ids.values()])
     stem = Path(job["filename"]).stem
     suffix = ".mp4" if outcome.output_type == "video/mp4" else ".jpg"
     meta = {"job_id": job_id}
@@ -161,42 +159,38 @@ def store_outcome(job: dict, outcome: run.Outcome, progress: Progress) -> dict:
     for tid, jpeg in outcome.crops.items():
         storage.put(RESULTS, io.BytesIO(jpeg), f"{stem}.person-{tid}.jpg", content_type="image/jpeg",
                     metadata={**meta, "role": "face", "track_id": tid}, file_id=crop_ids[tid])
-    for person in result.get("persons", []):
+    for person in persons:
         person["crop_id"] = crop_ids.get(person["track_id"])
-    result["output_id"], result["thumbnail_id"] = ids["output"], ids["thumbnail"]
-    result["output_type"] = outcome.output_type
-    return result
+    summary["layout"] = result_docs.write_read_model(job_id, bins=bins, persons=persons, buckets=buckets)
+    summary["output_id"], summary["thumbnail_id"] = ids["output"], ids["thumbnail"]
+    summary["output_type"] = outcome.output_type
+    return summary
 
 
 def clean_earlier_attempts(job: dict, keep: Path) -> None:
-    """Remove what earlier attempts of this job left: frame docs, stored files, temp folders (not keep)."""
+    """Remove what earlier attempts of this job left: buckets, pages, files, temp folders (not keep)."""
     job_id = job["_id"]
-    if job.get("frames_written"):
-        get_db().frames.delete_many({"job_id": job_id})
-    _delete_files(job)
+    _delete_outputs(job)
     for stale in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{job_id}-*"):
         if stale != keep:
             shutil.rmtree(stale, ignore_errors=True)  # a killed attempt never reached its own cleanup
 
 
-def _delete_files(job: dict) -> None:
-    """Every `results` file of the job, and chunks of files an attempt had begun to store."""
-    db = get_db()
-    for f in db[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]}, {"_id": 1}):
-        storage.delete(RESULTS, f["_id"])
-    for file_id in job.get("pending_files") or []:
-        storage.delete(RESULTS, file_id)  # GridFS deletes the chunks even where no files doc exists
+def _delete_outputs(job: dict) -> None:
+    """An attempt's results files (by the ledger) and, when it wrote any, its buckets and pages."""
+    storage.delete_files(RESULTS, result_docs.job_files(job))
+    if job.get("frames_written"):
+        result_docs.delete_read_model(job["_id"], None)  # no layout yet: found by probing ids in order
+    result_docs.forget_files(job["_id"])
 
 
 def _discard(job: dict, run_id: str) -> None:
-    """Drop a failed or cancelled attempt's frame docs and files, unless a newer attempt owns the job."""
+    """Drop a failed or cancelled attempt's buckets, pages and files, unless a newer attempt owns the job."""
     try:
         current = jobs.get(job["_id"])
         if current.get("run_id") != run_id:
             return
-        if current.get("frames_written"):
-            get_db().frames.delete_many({"job_id": job["_id"]})
-        _delete_files(current)
+        _delete_outputs(current)
     except NotFound:
         return
     except Exception:  # noqa: BLE001 - best effort: recording the outcome matters more; a retry cleans up

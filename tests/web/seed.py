@@ -1,9 +1,10 @@
-"""Finished clips written straight into MongoDB, shaped like the worker's output (docs/DATA.md).
+"""Finished clips written straight into MongoDB, stored as the worker stores them (docs/DATA.md).
 
 A clip is a set of synthetic people, each visible over a span of frames with a true class; every
-frame document lists their faces, and the job's `result` (counts, votes, bins, persons) is
-aggregated from those same frames, so pages and exports can be checked against each other.
-Used by the web tests and by bench/bench_web.py (one hour: 90,000 frames).
+frame record lists their faces, and the result (counts, votes, bins, persons) is aggregated from
+those same frames, so pages and exports can be checked against each other. Frames go into buckets,
+persons, violations and bins into their documents (shared/result_docs.py), the summary onto the job.
+Used by the web tests and by bench/bench_web.py (four hours: 360,000 frames).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from bson import ObjectId
 
-from shared import jobs, storage
-from shared.db import RESULTS, UPLOADS, get_db
+from shared import jobs, result_docs, results, storage
+from shared.db import RESULTS, UPLOADS
 
 CLASSES = ("masked", "unmasked", "incorrect")
 KEYS = ("masked", "unmasked", "incorrect", "unknown")
@@ -63,8 +64,8 @@ def _label(person: dict, rng: random.Random) -> tuple[str, list[float]]:
     return label, [round(v, 3) for v in probs]
 
 
-def frame_docs(job_id: ObjectId, frames: int, fps: float, people: list[dict], seed: int = 0):
-    """The frame documents in order, generated lazily (an hour of them never sits in a list)."""
+def frame_docs(frames: int, fps: float, people: list[dict], seed: int = 0):
+    """The frame records in order, generated lazily (four hours of them never sit in a list)."""
     rng = random.Random(seed + 1)
     starts: dict[int, list[dict]] = {}
     for p in people:
@@ -77,16 +78,10 @@ def frame_docs(job_id: ObjectId, frames: int, fps: float, people: list[dict], se
         for p in visible:
             label, probs = _label(p, rng)
             box = [p["x"], p["y"], p["x"] + 40, p["y"] + 48]
-            faces.append({"box": box, "score": 0.93, "label": label, "p_mask": probs[0], "probs": probs,
-                          "track": p["track"]})
+            faces.append(results.face_record(box=box, score=0.93, label=label, probs=probs, track=p["track"]))
             counts["faces"] += 1
             counts[label] += 1
-        yield {"job_id": job_id, "frame": i, "t": round(i / fps, 4), "faces": faces, "counts": counts}
-
-
-def _rate(c: dict) -> float | None:
-    decided = c["masked"] + c["unmasked"] + c["incorrect"]
-    return round(c["masked"] / decided, 4) if decided else None
+        yield results.frame_record(i, i / fps, faces, counts)
 
 
 class Aggregate:
@@ -113,8 +108,9 @@ class Aggregate:
             self.ff[f["label"]] += 1
             if f["label"] in CLASSES:
                 self.votes[f["track"]][f["label"]] += 1
-            self.p_sum[f["track"]] += f["p_mask"]
-            self.n_faces[f["track"]] += 1
+            if f["p_mask"] is not None:
+                self.p_sum[f["track"]] += f["p_mask"]
+                self.n_faces[f["track"]] += 1
 
     def result(self) -> dict:
         """The aggregated part of the job's result."""
@@ -128,16 +124,15 @@ class Aggregate:
                 "track_id": t, "first_s": round(p["first"] / self.fps, 3),
                 "last_s": round(p["last"] / self.fps, 3), "first_frame": p["first"], "last_frame": p["last"],
                 "frames": p["last"] - p["first"] + 1, "vote": vote, "votes": v,
-                "mean_p_mask": round(self.p_sum[t] / max(1, self.n_faces[t]), 3),
+                "mean_p_mask": round(self.p_sum[t] / self.n_faces[t], 4) if self.n_faces[t] else None,
                 "crop_id": p.get("crop_id"), "best_frame": (p["first"] + p["last"]) // 2,
                 "best_box": [p["x"], p["y"], p["x"] + 40, p["y"] + 48],
             })
-        decided = counts["masked"] + counts["unmasked"] + counts["incorrect"]
         return {
             "face_frames": self.ff, "people": counts,
-            "compliance_rate": round(counts["masked"] / decided, 4) if decided else None,
-            "face_frame_compliance": _rate(self.ff),
-            "bins": {u: [{**b, "rate": _rate(b)} for _, b in sorted(bins.items())]
+            "compliance_rate": results.rate_of(counts),
+            "face_frame_compliance": results.rate_of(self.ff),
+            "bins": {u: [results.bin_record(b["t"], *(b[k] for k in KEYS)) for _, b in sorted(bins.items())]
                      for u, bins in self.bins.items()},
             "persons": persons,
         }
@@ -146,9 +141,12 @@ class Aggregate:
 def seed_clip(owner: str, *, kind: str = "video", frames: int = 250, fps: float = 25.0, n_persons: int = 6,
               width: int = 320, height: int = 240, filename: str | None = None, seed: int = 0,
               media_dir: Path | None = None, crops: bool = True) -> dict:
-    """A succeeded job with frames, result and stored files; returns the job document.
+    """A succeeded job with its buckets, pages, bins and stored files; returns the job document.
 
+    The returned document's `result` also carries the whole `bins` and `persons` (as the analysis
+    produced them) for tests to compare with; the stored job keeps the summary only.
     media_dir: where to write the small real MP4 used as input and annotated output (videos).
+    crops: store a face crop per person (GridFS files, recorded in the job's file ledger).
     """
     rng = random.Random(seed)
     filename = filename or ("lobby.mp4" if kind == "video" else "entrance.jpg")
@@ -177,22 +175,22 @@ def seed_clip(owner: str, *, kind: str = "video", frames: int = 250, fps: float 
     meta = {"job_id": job_id}
     if crops:
         for p in people:
-            p["crop_id"] = storage.put(RESULTS, io.BytesIO(jpeg((30 + 7 * p["track"] % 200, 90, 60))),
-                                       f"face-{p['track']}.jpg", content_type="image/jpeg",
-                                       metadata={**meta, "role": "crop"})
+            p["crop_id"] = ObjectId()
+        result_docs.record_files(job_id, [p["crop_id"] for p in people])
+        face = jpeg((30, 90, 60))
+        for p in people:
+            storage.put(RESULTS, io.BytesIO(face), f"face-{p['track']}.jpg", content_type="image/jpeg",
+                        metadata={**meta, "role": "crop"}, file_id=p["crop_id"])
     output_id = storage.put(RESULTS, io.BytesIO(data), f"out{Path(filename).suffix}", content_type=ctype,
                             metadata={**meta, "role": "annotated"})
     thumb_id = storage.put(RESULTS, io.BytesIO(jpeg(size=(160, 90))), "poster.jpg", content_type="image/jpeg",
                            metadata={**meta, "role": "poster"})
-    agg, batch = Aggregate(fps, people), []
-    for d in frame_docs(job_id, frames, fps, people, seed):
+    agg = Aggregate(fps, people)
+    buckets = result_docs.BucketWriter(job_id, lambda docs: result_docs.put(result_docs.FRAMES, docs))
+    for d in frame_docs(frames, fps, people, seed):
         agg.add(d)
-        batch.append(d)
-        if len(batch) == 1000:
-            get_db().frames.insert_many(batch, ordered=False)
-            batch = []
-    if batch:
-        get_db().frames.insert_many(batch, ordered=False)
+        buckets.add(d)
+    buckets.flush()
     result = {
         "output_id": output_id, "output_type": ctype if kind == "image" else "video/mp4",
         "thumbnail_id": thumb_id, "frames": frames, "duration_s": round(frames / fps, 3), "fps": fps,
@@ -205,7 +203,12 @@ def seed_clip(owner: str, *, kind: str = "video", frames: int = 250, fps: float 
                                   "backend": "tflite"}},
         "settings": {"min_face_px": 24, "vote": "majority", "max_height": 1080},
     }
-    return jobs.finish(job_id, run["run_id"], result)
+    summary, bins, persons = results.split(result)
+    summary["layout"] = result_docs.write_read_model(job_id, bins=bins, persons=persons,
+                                                     buckets=buckets.buckets)
+    job = jobs.finish(job_id, run["run_id"], summary)
+    job["result"] = {**job["result"], "bins": bins, "persons": persons}
+    return job
 
 
 def persons_of(job: dict) -> list[dict]:

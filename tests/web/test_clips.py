@@ -184,21 +184,30 @@ def test_retry_cancel_delete_for_the_owner_only(signed_in, alice, bob):
     assert get_db().jobs.count_documents({"_id": queued["_id"]}) == 0
 
 
-def test_delete_removes_files_statistics_and_view(signed_in, alice, bob, tmp_path):
-    job = seed_clip(alice.id, frames=60, n_persons=3, seed=5, media_dir=tmp_path)
+def test_delete_removes_files_statistics_and_pages(signed_in, alice, bob, tmp_path):
+    job = seed_clip(alice.id, frames=1200, n_persons=150, seed=5, media_dir=tmp_path)
     jid = job["_id"]
     a = signed_in(alice)
-    assert a.get(f"/clips/{jid}").status_code == 200  # builds the results view
+    assert a.get(f"/clips/{jid}").status_code == 200
     db = get_db()
-    assert db.result_views.count_documents({"_id": {"$in": [str(jid), f"{jid}:data"]}}) == 2
-    assert db.frames.count_documents({"job_id": jid}) == 60
+    prefix = {"$regex": f"^{jid}:"}
+    # A crowd of ~100 faces a frame: buckets (frames 0-499, 500-999, 1000-1199) are split in parts.
+    frames = list(db.frames.find({"_id": prefix}, {"parts": 1}))
+    heads = [d for d in frames if "parts" in d]
+    assert len(heads) == 3 and len(frames) == sum(d["parts"] for d in heads) > 3
+    assert db.persons.count_documents({"_id": prefix}) == 3  # two pages and the violations
+    assert db.bins.count_documents({"_id": prefix}) == 2
+    assert db[f"{RESULTS}.files"].count_documents({"metadata.job_id": jid}) == 152  # faces, output, poster
     resp = a.post(f"/clips/{jid}/delete", data={"csrf_token": a.csrf}, follow_redirects=True)
     assert "is deleted" in resp.get_data(as_text=True)
     assert db.jobs.count_documents({"_id": jid}) == 0
-    assert db.frames.count_documents({"job_id": jid}) == 0
+    for name in ("frames", "persons", "bins", "job_files"):
+        assert db[name].count_documents({"_id": {"$regex": f"^{jid}"}}) == 0, name
     assert db[f"{RESULTS}.files"].count_documents({"metadata.job_id": jid}) == 0
+    output_chunks = {"_id": {"$regex": f"^{job['result']['output_id']}:"}}
+    assert db[f"{RESULTS}.chunks"].count_documents(output_chunks) == 0
     assert db[f"{UPLOADS}.files"].count_documents({"_id": job["input_id"]}) == 0
-    assert db.result_views.count_documents({"_id": {"$in": [str(jid), f"{jid}:data"]}}) == 0
+    assert db[f"{UPLOADS}.chunks"].count_documents({"files_id": job["input_id"]}) == 0
     assert a.get(f"/clips/{jid}").status_code == 404
     assert a.get(f"/clips/{jid}/video").status_code == 404
 

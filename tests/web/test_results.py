@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from shared import jobs, storage
-from shared.db import RESULTS, UPLOADS, get_db
+from shared import jobs, result_docs, results, storage
+from shared.db import RESULTS, UPLOADS
 from tests.web.seed import png, seed_clip, violations_of
 from web.app import create_app
 
@@ -129,14 +129,15 @@ def test_frames_json_and_persons_csv(signed_in, alice, video):
     c = signed_in(alice)
     data = json.loads(c.get(f"/clips/{video['_id']}/download/frames.json").get_data(as_text=True))
     assert data["clip"] == str(video["_id"]) and len(data["frames"]) == 250
-    stored = get_db().frames.find_one({"job_id": video["_id"], "frame": 17}, {"_id": 0, "job_id": 0})
-    assert data["frames"][17] == stored
+    stored = result_docs.frames_page(video["_id"], 17, 1)
+    assert data["frames"][17] == stored[0] and stored[0]["frame"] == 17
     rows = list(csv.DictReader(io.StringIO(c.get(f"/clips/{video['_id']}/download/persons.csv")
                                            .get_data(as_text=True))))
     persons = video["result"]["persons"]
     assert [int(r["track_id"]) for r in rows] == [p["track_id"] for p in persons]
     assert [r["vote"] for r in rows] == [p["vote"] for p in persons]
     assert int(rows[0]["masked_votes"]) == persons[0]["votes"]["masked"]
+    assert list(rows[0]) == results.PERSON_COLUMNS  # the one per-person form (the CLI writes it too)
 
 
 def test_annotated_and_original_downloads(signed_in, alice, video):

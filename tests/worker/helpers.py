@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
-from shared import jobs, storage
+from shared import jobs, result_docs, storage
 from shared.celery_app import PROCESS_JOB, enqueue
 from shared.db import RESULTS, UPLOADS, get_db
 
@@ -40,3 +41,27 @@ def temp_dirs(job_id) -> list[Path]:
 def fetch_output(job: dict, dest: Path) -> Path:
     """The annotated output of a finished job, copied to dest."""
     return storage.save_to(RESULTS, job["result"]["output_id"], dest)
+
+
+def buckets_of(job_id) -> list[dict]:
+    """The job's frame bucket heads in order, as far as they exist (no layout needed: a running job)."""
+    out = []
+    while (doc := get_db()[result_docs.FRAMES].find_one({"_id": result_docs.bucket_id(job_id, len(out))})):
+        out.append(doc)
+    return out
+
+
+def frame_records(job: dict) -> list[dict]:
+    """Every stored frame record of a finished job, in order (from its buckets)."""
+    layout = job["result"]["layout"]
+    return [r for b in result_docs.iter_buckets(job["_id"], layout["buckets"]) for r in json.loads(b["json"])]
+
+
+def persons_of(job: dict) -> list[dict]:
+    """The stored person ledger of a finished job."""
+    return list(result_docs.iter_persons(job["_id"], job["result"]["layout"]["person_pages"]))
+
+
+def bins_of(job: dict, unit: str = "second") -> list[dict]:
+    """The stored chart bins of a finished job."""
+    return json.loads(result_docs.text(result_docs.BINS, result_docs.bins_id(job["_id"], unit)))

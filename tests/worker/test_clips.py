@@ -11,7 +11,15 @@ from shared import storage
 from shared.db import RESULTS
 from tests.conftest import wait_for_job
 from tests.media import probe
-from tests.worker.helpers import fetch_output, result_files, submit, temp_dirs
+from tests.worker.helpers import (
+    bins_of,
+    fetch_output,
+    frame_records,
+    persons_of,
+    result_files,
+    submit,
+    temp_dirs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +40,19 @@ def check_stored(done: dict, src, tmp_path, mongo) -> dict:
     assert (out_info["width"], out_info["height"]) == (r["output_width"], r["output_height"])
     with av.open(str(tmp_path / "out.mp4")) as c:
         assert not c.streams.audio  # dropped on purpose (worker/README.md: privacy)
-    # One frame document per frame, numbered 0..n-1, with the counts of its faces. (One query: on
-    # FerretDB every query on `frames` scans the collection.)
-    docs = sorted(mongo.frames.find({"job_id": done["_id"]}), key=lambda d: d["frame"])
+    # One frame record per frame, numbered 0..n-1, with the counts of its faces (in 500-frame buckets).
+    docs = frame_records(done)
+    assert done["result"]["layout"]["buckets"] == -(-r["frames"] // 500)
     assert [d["frame"] for d in docs] == list(range(r["frames"]))
     assert all(d["counts"]["faces"] == len(d["faces"]) for d in docs)
     assert sum(d["counts"]["faces"] for d in docs) == r["face_frames"]["total"]
     # Per-person best faces are JPEGs in `results`, tagged with the job; nothing else is left over.
     files = result_files(done["_id"])
     roles = sorted(f["metadata"]["role"] for f in files)
-    with_crop = [p for p in r["persons"] if p["crop_id"] is not None]
+    persons = persons_of(done)
+    assert "persons" not in r and "bins" not in r  # the job keeps the summary only
+    assert len(persons) == r["layout"]["persons"]
+    with_crop = [p for p in persons if p["crop_id"] is not None]
     assert roles == sorted(["annotated", "poster"] + ["face"] * len(with_crop))
     assert len(with_crop) == r["people"]["total"] >= 1
     jpeg = storage.open_file(RESULTS, with_crop[0]["crop_id"]).read()
@@ -72,7 +83,7 @@ def test_putting_a_mask_on_changes_the_label_in_the_right_second(worker, asset, 
     src = asset("clip_puts_mask_on")
     done = wait_for_job(submit(src, filename="puts_mask_on.mp4")["_id"], timeout=240)
     r, docs = check_stored(done, src, tmp_path, mongo)
-    seconds = r["bins"]["second"]
+    seconds = bins_of(done, "second")
 
     def majority(b: dict) -> str | None:
         if b["faces"] < 10:
@@ -104,7 +115,7 @@ def test_a_photo_through_the_queue(worker, asset, tmp_path, mongo):
     assert r["output_type"] == "image/jpeg" and r["frames"] == 1
     out = cv2.imread(str(fetch_output(done, tmp_path / "out.jpg")))
     assert out.shape[:2] == (r["height"], r["width"]) == (300, 400)
-    docs = list(mongo.frames.find({"job_id": done["_id"]}))
+    docs = frame_records(done)
     assert len(docs) == 1 and len(docs[0]["faces"]) == r["people"]["total"] >= 12  # 21 annotated
     assert r["people"]["masked"] >= 0.6 * r["people"]["total"]  # a crowd of masks
     faces = [f for f in result_files(done["_id"]) if f["metadata"]["role"] == "face"]

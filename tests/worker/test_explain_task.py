@@ -9,7 +9,7 @@ import numpy as np
 from bson import ObjectId
 from PIL import Image
 
-from shared import jobs, storage
+from shared import jobs, result_docs, storage
 from shared.celery_app import EXPLAIN_FACE, enqueue
 from shared.db import RESULTS
 
@@ -31,7 +31,8 @@ def succeeded_job_with_person(crop_jpeg: bytes | None) -> tuple[dict, int]:
                           metadata={"job_id": job["_id"]}) if crop_jpeg else None
     run = jobs.claim(job["_id"], "t")
     person = {"track_id": 7, "crop_id": crop_id, "vote": "masked"}
-    jobs.finish(job["_id"], run["run_id"], {"persons": [person]})
+    layout = result_docs.write_read_model(job["_id"], bins={}, persons=[person], buckets=0)
+    jobs.finish(job["_id"], run["run_id"], {"layout": layout})
     return job, 7
 
 

@@ -17,7 +17,7 @@ from shared import jobs
 from shared.db import RESULTS
 from tests.conftest import wait_for_job
 from tests.media import make_clip, make_vfr_clip, probe, walking_faces, write_frames
-from tests.worker.helpers import result_files, submit, temp_dirs
+from tests.worker.helpers import buckets_of, frame_records, result_files, submit, temp_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +35,11 @@ def wait_until(predicate, timeout: float, what: str):
 def test_a_killed_pool_process_redelivers_and_ends_with_one_set_of_everything(worker, asset, tmp_path, mongo):
     crops = asset("mask_crops") / "without_mask"
     faces = [cv2.imread(str(crops / f"without_mask_000{i}.jpg")) for i in (1, 2)]
-    frames = (f for f, _ in walking_faces(faces, frames=400, size=(384, 216), face_px=70, step=0.5))
+    frames = (f for f, _ in walking_faces(faces, frames=700, size=(384, 216), face_px=70, step=0.5))
     src = write_frames(tmp_path / "kill_me.mp4", frames)
     job = submit(src)
-    # Killed once the first attempt has stored frame documents (written 100 at a time).
-    wait_until(lambda: (jobs.get(job["_id"]).get("frames_done") or 0) >= 130, 180, "past frame 130")
-    assert mongo.frames.find_one({"job_id": job["_id"]}) is not None
+    # Killed once the first attempt has stored its first bucket (frames 0-499).
+    wait_until(lambda: buckets_of(job["_id"]), 240, "a bucket stored")
     first_run = jobs.get(job["_id"])["run_id"]
     children = worker.children()
     assert children, "no pool process to kill"
@@ -51,8 +50,9 @@ def test_a_killed_pool_process_redelivers_and_ends_with_one_set_of_everything(wo
     assert done["attempts"] == 2 and done["run_id"] != first_run
     frames = probe(src)["frames"]
     assert done["result"]["frames"] == frames
-    numbers = [d["frame"] for d in mongo.frames.find({"job_id": job["_id"]}, {"frame": 1})]
-    assert sorted(numbers) == list(range(frames))  # one set: no duplicates, no gaps
+    numbers = [d["frame"] for d in frame_records(done)]
+    assert numbers == list(range(frames))  # one set: no duplicates, no gaps
+    assert [b["_id"] for b in buckets_of(job["_id"])] == [f"{job['_id']}:f:{n:06d}" for n in (0, 1)]
     files = result_files(job["_id"])
     assert [f["metadata"]["role"] for f in files].count("annotated") == 1
     assert {f["_id"] for f in files if f["metadata"]["role"] == "annotated"} == {done["result"]["output_id"]}
@@ -75,7 +75,7 @@ def test_cancel_stops_a_running_job_within_two_seconds(worker, tmp_path, mongo):
     took = time.monotonic() - asked
     assert done["status"] == "cancelled" and done["error"] == "cancelled by the user"
     assert took < 2.5, took
-    assert mongo.frames.find_one({"job_id": job["_id"]}) is None
+    assert buckets_of(job["_id"]) == []
     assert result_files(job["_id"]) == [] and not temp_dirs(job["_id"])
 
 
@@ -142,8 +142,7 @@ def test_bad_files_fail_with_a_sentence_and_the_worker_stays_up(worker, tmp_path
         assert "internal error" not in done["error"], case
         assert done["result"] is None
         assert result_files(job_id) == [] and not temp_dirs(job_id), case
-    ids = [job_id for _, job_id, _ in submitted]
-    assert mongo.frames.find_one({"job_id": {"$in": ids}}) is None
+    assert not any(buckets_of(job_id) for _, job_id, _ in submitted)
     # Still up, and the next good file goes through.
     good = wait_for_job(submit(tmp_path / "good.mp4")["_id"], timeout=120)
     assert good["status"] == "succeeded", good["error"]

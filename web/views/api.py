@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
-from shared import jobs
+from shared import jobs, result_docs
 from shared.celery_app import EXPLAIN_FACE, enqueue
-from shared.db import get_db
 from shared.errors import IllegalTransition, ServiceUnavailable
 from web import exports, store
 from web.actions import remove, requeue
@@ -169,14 +168,13 @@ def retry(job_id):
 def results(job_id):
     """Summary, chart bins (per second and minute), every person and the violations, in one document."""
     clip = _succeeded(job_id)
-    data = store.data(clip)
     body = (
         '{"clip":' + store.dumps(clip_json(clip))
-        + ',"summary":' + data["summary_json"]
-        + ',"bins":{"second":' + store.bins_json(data, "second")
-        + ',"minute":' + store.bins_json(data, "minute") + "}"
-        + ',"persons":' + store.all_persons_json(data)
-        + ',"violations":' + data["violations_json"] + "}"
+        + ',"summary":' + store.dumps(store.summary(clip))
+        + ',"bins":{"second":' + store.bins_json(clip, "second")
+        + ',"minute":' + store.bins_json(clip, "minute") + "}"
+        + ',"persons":' + store.all_persons_json(clip)
+        + ',"violations":' + store.violations_json(clip) + "}"
     )
     return Response(body, mimetype="application/json")
 
@@ -187,8 +185,8 @@ def bins(job_id):
     unit = request.args.get("unit", "second")
     if unit not in ("second", "minute"):
         raise ApiError(400, "invalid_parameter", "unit must be 'second' or 'minute'.")
-    data = store.data(_succeeded(job_id))
-    return Response('{"unit":"' + unit + '","bins":' + store.bins_json(data, unit) + "}",
+    clip = _succeeded(job_id)
+    return Response('{"unit":"' + unit + '","bins":' + store.bins_json(clip, unit) + "}",
                     mimetype="application/json")
 
 
@@ -196,10 +194,10 @@ def bins(job_id):
 def persons(job_id):
     """One page of the per-person ledger (`page` from 1, 100 people a page)."""
     clip = _succeeded(job_id)
-    pages = store.page_count(clip["view"])
+    pages = store.page_count(clip)
     page = _int_arg("page", 1, 1, pages)
-    return jsonify(page=page, pages=pages, total=clip["view"]["n_persons"],
-                   persons=store.persons_page(store.data(clip), page))
+    return jsonify(page=page, pages=pages, total=store.n_persons(clip),
+                   persons=store.persons_page(clip, page))
 
 
 @bp.get("/clips/<job_id>/frames")
@@ -209,13 +207,12 @@ def frames(job_id):
     total = clip["result"].get("frames") or 0
     start = _int_arg("start", 0, 0, max(total, 0))
     limit = _int_arg("limit", 500, 1, FRAMES_LIMIT)
-    # A range on the unique (job_id, frame) index: each page reads only its own documents.
-    docs = list(get_db().frames.find({"job_id": clip["_id"], "frame": {"$gte": start, "$lt": start + limit}},
-                                     {"_id": 0, "job_id": 0}).sort("frame", 1))
+    # The buckets holding these frames, by _id: each page reads at most three documents.
+    docs = result_docs.frames_page(clip["_id"], start, limit)
     end = start + limit
     nxt = url_for("api.frames", job_id=str(clip["_id"]), start=end, limit=limit) if end < total else None
-    return jsonify(store.plain({"clip": str(clip["_id"]), "start": start, "limit": limit, "total": total,
-                                "frames": docs, "next": nxt}))
+    return Response(store.dumps({"clip": str(clip["_id"]), "start": start, "limit": limit, "total": total,
+                                 "frames": docs, "next": nxt}), mimetype="application/json")
 
 
 @bp.get("/clips/<job_id>/download/<what>")
@@ -231,12 +228,10 @@ def file(job_id, file_id):
 
 
 def _person(clip: dict, track_id: int) -> dict:
-    data = store.data(clip)
-    for page in range(1, store.page_count(clip["view"]) + 1):
-        for p in store.persons_page(data, page):
-            if p.get("track_id") == track_id:
-                return p
-    raise ApiError(404, "not_found", f"The clip has no person {track_id}.")
+    person = result_docs.find_person(clip, track_id)
+    if person is None:
+        raise ApiError(404, "not_found", f"The clip has no person {track_id}.")
+    return person
 
 
 def _explanation_json(job_id: str, track_id: int, exp: dict | None) -> dict:

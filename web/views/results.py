@@ -19,20 +19,19 @@ def clip(job_id):
     c = store.get_clip(job_id, current_user)
     if c["status"] != jobs.SUCCEEDED:
         return render_template("results/pending.html", clip=c, empty=EmptyForm())
-    view, data = c["view"], store.data(c)
-    summary = c["result"]
+    summary = store.summary(c)
     if c["kind"] == "image":
         return render_template("results/image.html", clip=c, r=summary, empty=EmptyForm(),
-                               persons=store.persons_page(data, 1))
-    pages = store.page_count(view)
+                               persons=store.persons_page(c, 1))
+    pages = store.page_count(c)
     page = request.args.get("page", 1, type=int)
     if not 1 <= page <= pages:
         abort(404)
     unit = store.chart_unit(summary)
     return render_template(
         "results/video.html", clip=c, r=summary, empty=EmptyForm(),
-        persons=store.persons_page(data, page), page=page, pages=pages, n_persons=view["n_persons"],
-        violations=store.violations(data), unit=unit, bins_json=store.bins_json(data, unit),
+        persons=store.persons_page(c, page), page=page, pages=pages, n_persons=store.n_persons(c),
+        violations=store.violations(c), unit=unit, bins_json=store.bins_json(c, unit),
     )
 
 

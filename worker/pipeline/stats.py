@@ -15,6 +15,7 @@ import numpy as np
 from models.classify import crop_faces
 from models.faces import INCORRECT, LABELS, MASKED, UNKNOWN, UNMASKED, Faces, label_name
 from models.rules import Rules, vote
+from shared import results
 
 KEYS = (*LABELS, "unknown")
 CROP_MAX_PX = 160  # best-face crops are stored at most this size: enough for a thumbnail, small in GridFS
@@ -23,19 +24,13 @@ CROP_MAX_PX = 160  # best-face crops are stored at most this size: enough for a 
 def counts_of(labels: np.ndarray) -> dict:
     """{faces, masked, unmasked, incorrect, unknown} counts of (N,) int labels."""
     labels = np.asarray(labels)
-    return {
-        "faces": int(len(labels)),
-        "masked": int(np.sum(labels == MASKED)),
-        "unmasked": int(np.sum(labels == UNMASKED)),
-        "incorrect": int(np.sum(labels == INCORRECT)),
-        "unknown": int(np.sum(labels == UNKNOWN)),
-    }
+    return results.counts(masked=int(np.sum(labels == MASKED)), unmasked=int(np.sum(labels == UNMASKED)),
+                          incorrect=int(np.sum(labels == INCORRECT)), unknown=int(np.sum(labels == UNKNOWN)))
 
 
 def rate(masked: int, unmasked: int, incorrect: int) -> float | None:
     """Masked share of the decided ones (incorrect counts as not compliant); None when none decided."""
-    decided = masked + unmasked + incorrect
-    return round(masked / decided, 4) if decided else None
+    return results.rate(masked, unmasked, incorrect)
 
 
 def face_docs(faces: Faces) -> list[dict]:
@@ -43,22 +38,15 @@ def face_docs(faces: Faces) -> list[dict]:
     docs = []
     for i in range(len(faces)):
         probs = faces.probs[i]
-        known = bool(np.isfinite(probs).all())
-        docs.append({
-            "box": [round(float(v), 1) for v in faces.xyxy[i]],
-            "score": round(float(faces.score[i]), 3),
-            "label": label_name(int(faces.label[i])),
-            "p_mask": round(float(probs[MASKED]), 4) if known else None,
-            "probs": [round(float(p), 4) for p in probs] if known else None,
-            "track": int(faces.track_id[i]),
-        })
+        docs.append(results.face_record(
+            box=faces.xyxy[i], score=faces.score[i], label=label_name(int(faces.label[i])),
+            probs=probs if np.isfinite(probs).all() else None, track=faces.track_id[i]))
     return docs
 
 
 def frame_doc(frame: int, t: float, faces: Faces, **extra) -> dict:
-    """One `frames` document (extra: job_id for MongoDB, image for the CLI's image folders)."""
-    return {**extra, "frame": int(frame), "t": round(float(t), 4), "faces": face_docs(faces),
-            "counts": counts_of(faces.label)}
+    """One frame record (shared/results.py; extra: image for the CLI's image folders)."""
+    return {**extra, **results.frame_record(frame, t, face_docs(faces), counts_of(faces.label))}
 
 
 class FrameDocWriter:
