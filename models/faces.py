@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Class indices of the mask classifier's output and of Faces.label; -1 = unknown.
+# Class indices of the mask classifier's output and of Faces.label; -1 = unknown (a face that cannot
+# be judged on this frame), -2 = rejected (a detection on a track that is not a person: not a face).
 LABELS = ("masked", "unmasked", "incorrect")
-MASKED, UNMASKED, INCORRECT, UNKNOWN = 0, 1, 2, -1
+MASKED, UNMASKED, INCORRECT, UNKNOWN, REJECTED = 0, 1, 2, -1, -2
 
 
 def label_name(label: int) -> str:
-    """'masked' | 'unmasked' | 'incorrect' | 'unknown'."""
+    """'masked' | 'unmasked' | 'incorrect' | 'unknown' | 'rejected'."""
+    if label == REJECTED:
+        return "rejected"
     return LABELS[label] if 0 <= label < len(LABELS) else "unknown"
 
 

@@ -47,6 +47,19 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, short_side: np
     return out
 
 
+def unmasked_footage_metrics(probs: np.ndarray, short_side: np.ndarray) -> dict:
+    """How often faces known to be unmasked (pre-2020 CCTV) are called masked, overall and by size."""
+    pred = probs.argmax(axis=1)
+    bins = size_bin(short_side)
+
+    def share(sel: np.ndarray) -> dict:
+        n = int(np.sum(sel))
+        return {"faces": n, "called_masked": round(float(np.mean(pred[sel] == COMPLIANT)), 4) if n else None}
+
+    return {**share(np.ones(len(pred), bool)),
+            "by_size": {name: share(bins == i) for i, (name, _, _) in enumerate(SIZE_BINS)}}
+
+
 def faces_per_second(classifier, crops: np.ndarray, seconds: float = 3.0) -> float:
     """Throughput of classifier(crops) in faces/s, after one warm-up call, over >= `seconds`."""
     classifier(crops[:8])

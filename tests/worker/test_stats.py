@@ -36,7 +36,11 @@ def test_vote_rules():
     assert vote(10, 10, sums, RULES) == MASKED
     assert vote(3, 3, sums, RULES) == UNKNOWN  # seen too briefly
     assert vote(10, 2, sums, RULES) == UNKNOWN  # mostly too small or uncertain to label
-    assert vote(10, 10, np.array([5.0, 4.5, 0.5]), RULES) == UNKNOWN  # a split decision
+    assert vote(10, 10, sums * 0.1, RULES) == UNKNOWN  # labelled, but never seen clearly (little weight)
+    # Masked for 72% of the clearly seen time: between compliant (75%) and not compliant (<= 70%).
+    assert vote(10, 10, np.array([7.2, 2.6, 0.2]), RULES) == UNKNOWN
+    # Without the mask for 38% of the time: not compliant, whatever the majority says.
+    assert vote(10, 10, np.array([6.2, 3.5, 0.3]), RULES) == UNMASKED
     assert vote(10, 10, np.array([1.0, 2.0, 7.0]), RULES) == 2
     assert vote(1, 1, np.array([0.9, 0.1, 0.0]), RULES.for_images()) == MASKED
 

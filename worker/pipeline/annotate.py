@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.faces import INCORRECT, MASKED, UNMASKED, Faces
+from models.faces import INCORRECT, MASKED, REJECTED, UNMASKED, Faces
 
 # BGR; green/red/orange read as good/bad/in-between, grey as "no decision".
 COLOURS = {MASKED: (60, 180, 40), UNMASKED: (40, 40, 220), INCORRECT: (0, 150, 255)}
@@ -121,7 +121,12 @@ DEFAULT_ANNOTATORS = (BoxAnnotator(), LabelAnnotator(), CounterAnnotator())
 
 
 def annotate(scene: np.ndarray, faces: Faces, annotators=DEFAULT_ANNOTATORS) -> np.ndarray:
-    """Apply each annotator in turn to a BGR frame (in place); returns the frame."""
+    """Apply each annotator in turn to a BGR frame (in place); returns the frame.
+
+    Rejected detections (tracks that are not people) are not drawn: they stay in the frame data only.
+    """
+    if len(faces) and np.any(faces.label == REJECTED):
+        faces = faces[faces.label != REJECTED]
     for annotator in annotators:
         scene = annotator.annotate(scene, faces)
     return scene

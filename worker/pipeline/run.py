@@ -1,4 +1,4 @@
-"""The one frame loop: decode -> detect -> track -> classify -> annotate -> encode, video or still image.
+"""The one frame loop: decode -> detect -> track -> classify -> gate people -> annotate -> encode.
 
 Three threads overlap on the cores: decoding (prefetch), the analysis stages (this thread) and
 encoding (BackgroundWriter). Tracking runs before classification so that the uncertain detections the
@@ -21,6 +21,7 @@ from worker.loaded_models import get_models, set_threads
 from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import VideoInfo, is_image, read_image, video_frames
 from worker.pipeline.encode import VideoSink, write_thumbnail
+from worker.pipeline.persons import gate_people, lag_frames
 from worker.pipeline.stages import Item, classify_faces, classify_window, detect_faces
 from worker.pipeline.stats import StatsCollector, frame_doc
 from worker.pipeline.threads import BackgroundWriter, prefetch
@@ -86,6 +87,7 @@ def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, 
     items = detect_faces(frames, detector)
     items = track_faces(items, tracker, cuts=CutDetector())
     items = classify_faces(items, models.classifier, rules)
+    items = gate_people(items, rules, lag_frames(info.fps, rules), evidence=collector.evidence)
     try:
         with BackgroundWriter(sink, maxsize=4, name="encode") as writer:
             for item in items:

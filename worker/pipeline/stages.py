@@ -14,7 +14,7 @@ import numpy as np
 
 from models.classify import crop_faces
 from models.faces import Faces
-from models.rules import Rules, frame_labels
+from models.rules import Rules, face_quality, frame_labels
 from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import Frame
 
@@ -72,7 +72,7 @@ def classify_window(window: list[Item], *, classifier, rules: Rules) -> None:
         faces = item.faces
         faces.probs[big] = probs[start:start + len(big)]
         start += len(big)
-        faces.label = frame_labels(faces.probs, faces.short_side, rules)
+        faces.label = frame_labels(faces.probs, faces.short_side, rules, face_quality(faces))
 
 
 def annotate_frames(items: Iterable[Item], annotators=None) -> Iterator[Item]:

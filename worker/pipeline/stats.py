@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from models.classify import crop_faces
-from models.faces import INCORRECT, LABELS, MASKED, UNKNOWN, UNMASKED, Faces, label_name
-from models.rules import Rules, vote
+from models.faces import INCORRECT, LABELS, MASKED, REJECTED, UNKNOWN, UNMASKED, Faces, label_name
+from models.rules import Rules, face_quality, rejection_reason, unknown_reason, vote
 from shared import results
 
 KEYS = (*LABELS, "unknown")
@@ -73,6 +73,16 @@ class FrameDocWriter:
 
 
 @dataclass
+class _Best:
+    """The best face seen so far for one label: large, confidently detected, clearly visible."""
+
+    quality: float = -1.0
+    frame: int = -1
+    box: list = field(default_factory=list)
+    jpeg: bytes | None = None
+
+
+@dataclass
 class _Person:
     """Running tallies of one track (no per-frame lists: memory stays flat in clip length)."""
 
@@ -81,15 +91,15 @@ class _Person:
     last_frame: int = 0
     last_s: float = 0.0
     frames: int = 0
+    rejected: int = 0  # frames on which the track was not (yet) a person
     decided: int = 0
     votes: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
-    prob_sums: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float64))
+    weighted: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float64))
     p_mask_sum: float = 0.0
     classified: int = 0
-    best_quality: float = -1.0
-    best_frame: int = -1
-    best_box: list = field(default_factory=list)
-    best_jpeg: bytes | None = None
+    # Best face per label (-1 unknown): the person's crop is the best of the label they are voted, so
+    # "explain this face" explains a crop that agrees with the vote.
+    best: dict[int, _Best] = field(default_factory=dict)
 
 
 class StatsCollector:
@@ -100,6 +110,7 @@ class StatsCollector:
         self.face_frames = np.zeros(4, np.int64)  # masked, unmasked, incorrect, unknown
         self.seconds: dict[int, np.ndarray] = {}
         self.people: dict[int, _Person] = {}
+        self.evidence: dict = {}  # track id -> persons.Evidence, filled by the gate_people stage
         self.frames = 0
         self.last_t = 0.0
 
@@ -108,62 +119,90 @@ class StatsCollector:
         self.frames += 1
         self.last_t = max(self.last_t, t)
         labels = faces.label.astype(np.int64)
+        labels = labels[labels != REJECTED]  # not faces: in the frame data, never in the counts
         per_label = np.bincount(np.where(labels < 0, 3, labels), minlength=4)
         self.face_frames += per_label
         second = self.seconds.setdefault(int(t), np.zeros(4, np.int64))
         second += per_label
-        for i in np.flatnonzero(faces.track_id >= 0):
-            self._person(frame, t, faces, int(i), image)
+        if np.any(faces.track_id >= 0):
+            quality = face_quality(faces)
+            for i in np.flatnonzero(faces.track_id >= 0):
+                self._person(frame, t, faces, int(i), float(quality[i]), image)
 
-    def _person(self, frame: int, t: float, faces: Faces, i: int, image: np.ndarray | None) -> None:
+    def _person(self, frame: int, t: float, faces: Faces, i: int, quality: float,
+                image: np.ndarray | None) -> None:
         tid = int(faces.track_id[i])
         p = self.people.get(tid)
         if p is None:
             p = self.people[tid] = _Person(first_frame=frame, first_s=t)
         p.last_frame, p.last_s = frame, t
         p.frames += 1
-        probs = faces.probs[i]
         label = int(faces.label[i])
+        if label == REJECTED:
+            p.rejected += 1
+            return
+        probs = faces.probs[i]
         if np.isfinite(probs).all():
             p.classified += 1
             p.p_mask_sum += float(probs[MASKED])
         if label >= 0:
             p.decided += 1
             p.votes[label] += 1
-            p.prob_sums += probs
-        # Best face: large, confidently detected, and with a label if the person ever had one.
+            # A frame counts by how well the face could be seen there.
+            p.weighted += quality * probs
         side = float(faces.short_side[i])
-        quality = side * float(faces.score[i]) * (1.0 if label >= 0 else 0.5)
-        if quality > p.best_quality * 1.1:
-            p.best_quality = quality
-            p.best_frame = frame
-            p.best_box = [round(float(v), 1) for v in faces.xyxy[i]]
+        score = side * float(faces.score[i]) * (0.5 + quality)
+        best = p.best.setdefault(label, _Best())
+        if score > best.quality * 1.1:
+            best.quality, best.frame = score, frame
+            best.box = [round(float(v), 1) for v in faces.xyxy[i]]
             if image is not None:
-                p.best_jpeg = best_crop_jpeg(image, faces.xyxy[i])
+                best.jpeg = best_crop_jpeg(image, faces.xyxy[i])
 
     def summary(self) -> tuple[dict, dict[int, bytes]]:
-        """The result's statistics (docs/DATA.md) and {track_id: best face JPEG} to store."""
+        """The result's statistics (docs/DATA.md) and {track_id: best face JPEG} to store.
+
+        Tracks that never became a person are listed with status "rejected" (and why) for audit; they
+        are in no count and no rate.
+        """
         ff = dict(zip(KEYS, (int(v) for v in self.face_frames), strict=True))
         ff_total = sum(ff.values())
         persons, crops = [], {}
         people = dict.fromkeys(KEYS, 0)
+        rejected = 0
         for tid in sorted(self.people):
             p = self.people[tid]
-            v = vote(p.frames, p.decided, p.prob_sums, self.rules)
-            people[label_name(v)] += 1
-            persons.append({
+            record = {
                 "track_id": tid, "first_s": round(p.first_s, 3), "last_s": round(p.last_s, 3),
                 "first_frame": p.first_frame, "last_frame": p.last_frame, "frames": p.frames,
-                "vote": label_name(v),
                 "votes": {name: int(p.votes[k]) for k, name in enumerate(LABELS)},
                 "mean_p_mask": round(p.p_mask_sum / p.classified, 4) if p.classified else None,
-                "crop_id": None, "best_frame": p.best_frame, "best_box": p.best_box,
+                "crop_id": None,
+            }
+            if p.rejected == p.frames:
+                e = self.evidence.get(tid)
+                reason = (rejection_reason(e.frames, e.peak, e.mean, self.rules) if e is not None
+                          else "not a person")
+                rejected += 1
+                persons.append({**record, "status": "rejected", "vote": "unknown", "rejected_reason": reason,
+                                "best_frame": None, "best_box": None})
+                continue
+            v = vote(p.frames - p.rejected, p.decided, p.weighted, self.rules)
+            people[label_name(v)] += 1
+            best = p.best.get(v) or max(p.best.values(), key=lambda b: b.quality)
+            persons.append({
+                **record, "status": "counted", "vote": label_name(v),
+                "unknown_reason": (unknown_reason(p.frames - p.rejected, p.classified, p.decided, p.weighted,
+                                                  self.rules) if v == UNKNOWN else None),
+                "best_frame": best.frame, "best_box": best.box,
             })
-            if p.best_jpeg is not None:
-                crops[tid] = p.best_jpeg
+            if best.jpeg is not None:
+                crops[tid] = best.jpeg
+        counted = sum(people.values())
         return {
             "face_frames": {"total": ff_total, **ff},
-            "people": {"total": len(persons), **people},
+            "people": {"total": counted, **people},
+            "rejected_tracks": rejected,
             "compliance_rate": rate(people["masked"], people["unmasked"], people["incorrect"]),
             "face_frame_compliance": rate(ff["masked"], ff["unmasked"], ff["incorrect"]),
             "bins": {"second": self._bins(1), "minute": self._bins(60)},
