@@ -199,6 +199,7 @@ def model_card(out: Path) -> Path:
     sweep_path = out / "size_sweep.json"
     sweep = json.loads(sweep_path.read_text()) if sweep_path.exists() else []
     speed = metrics["speed_faces_per_s"]
+    cctv = metrics.get("cctv_pre2020_eval") or {"faces": 0, "called_masked": 0.0}
     text = CARD.format(
         meta=meta,
         t=t,
@@ -230,6 +231,8 @@ def model_card(out: Path) -> Path:
         loss=LOSS_WEIGHTED.format(power=t["class_weight_power"]) if t["class_weight_power"] else LOSS_PLAIN,
         labels=", ".join(LABELS),
         n_incorrect=sum(ours["confusion_truth_by_predicted"][2]),
+        cctv=cctv,
+        cctv_small=(cctv.get("by_size") or {}).get("lt24", {}).get("called_masked") or 0.0,
     )
     path = out / "MODEL_CARD.md"
     path.write_text(text)
@@ -285,16 +288,22 @@ export, evaluation and this report, on a shared 2-core CPU machine, no GPU):
 
 Training: `datasets/mask_crops` (web face crops, mostly large and frontal; about 600 masks pasted
 on synthetically) plus every face of the **train** split of `datasets/mask_scenes` (real street
-photos, PASCAL VOC boxes), cut with the worker's crop function and margin. The split is by image
-(`models/splits.py`, a hash of the file name, 20 % validation); validation scenes are never
-trained on. Training crops per source, by class (masked, unmasked, incorrect):
+photos, PASCAL VOC boxes), cut with the worker's crop function and margin, plus unmasked CCTV
+faces mined by our own detector from the 'mine' split of `datasets/cctv_pre2020` (`models/mine.py`:
+footage from before 2020, so every face is unmasked; high-angle, small, compressed, badly lit).
+mask_scenes is split by near-duplicate group (`models/splits.py`: dHash candidates confirmed by
+thumbnail correlation; 22 groups of 2-4 near-identical photos go to one side whole), 20 %
+validation; validation scenes are never trained on. Training crops per source, by class
+(masked, unmasked, incorrect):
 
 | source | masked | unmasked | incorrect |
 |---|---|---|---|
 {counts}
 
 Validation: every ground-truth face of the **val** split of mask_scenes (boxes from the
-annotations, not from a detector), cut the same way.
+annotations, not from a detector), cut the same way; and, for the CCTV domain, the faces our
+detector finds in the 'eval' split of cctv_pre2020 (never mined): {cctv[faces]} faces, all unmasked, of
+which {cctv[called_masked]:.1%} are called masked (under 24 px {cctv_small:.1%}).
 
 ## Results on mask_scenes validation faces
 
