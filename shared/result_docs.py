@@ -7,7 +7,8 @@ and pages there are. Payloads are JSON text in the shared/results.py forms: Ferr
 string in one go but a structured document field by field (measured ~25x slower for a bucket), and
 a long text is split into parts so that no document approaches MongoDB's 16 MB limit.
 
-    frames   {_id: "<job>:f:<n:06d>", job_id, n, first, frames, csv, json, parts}   frames n*500 ..
+    frames   {_id: "<job>:f:<n:06d>", job_id, n, first, frames, index, json, parts}  frames n*500 ..
+    frame_rows {_id: "<job>:r:<n:06d>", job_id, n, csv}                 the same frames as CSV rows
     persons  {_id: "<job>:p:<page:04d>", job_id, page, json, parts}    100 people a page, from 1
              {_id: "<job>:v", job_id, json, parts}                      the violations list
     bins     {_id: "<job>:b:<unit>", job_id, unit, json, parts}         unit: second | minute
@@ -26,7 +27,7 @@ from shared import results, storage
 from shared.db import RESULTS, get_db
 from shared.errors import BadInput
 
-FRAMES, PERSONS, BINS, FILES = "frames", "persons", "bins", "job_files"
+FRAMES, ROWS, PERSONS, BINS, FILES = "frames", "frame_rows", "persons", "bins", "job_files"
 BUCKET_FRAMES = 500  # frames per bucket: a page of 500 anywhere reads at most two buckets
 PERSONS_PAGE = 100
 UNITS = ("second", "minute")
@@ -38,6 +39,11 @@ ID_BATCH = 1000  # ids per `$in` (the patched FerretDB answers up to 1000 from i
 def bucket_id(job_id, n: int) -> str:
     """The _id of frame bucket n (frames n*BUCKET_FRAMES onwards)."""
     return f"{job_id}:f:{n:06d}"
+
+
+def rows_id(job_id, n: int) -> str:
+    """The _id of bucket n's CSV rows (a small document: the CSV export reads only these)."""
+    return f"{job_id}:r:{n:06d}"
 
 
 def page_id(job_id, page: int) -> str:
@@ -73,9 +79,11 @@ def put(collection: str, docs: list[dict]) -> None:
 
 
 class BucketWriter:
-    """Gathers frame records (in frame order) into buckets and hands each full bucket's documents on."""
+    """Gathers frame records (in frame order) into buckets; hands each bucket's documents on as
+    write(collection, docs): the bucket (records as JSON text with an index of where each one lies)
+    and its CSV rows."""
 
-    def __init__(self, job_id, write: Callable[[list[dict]], None]):
+    def __init__(self, job_id, write: Callable[[str, list[dict]], None]):
         self.job_id, self.write = job_id, write
         self.records: list[dict] = []
         self.n = 0
@@ -93,10 +101,17 @@ class BucketWriter:
         """Write the bucket being gathered, if any."""
         if not self.records:
             return
-        rows = results.csv_lines(results.frame_row(r) for r in self.records)
-        self.write(text_docs(bucket_id(self.job_id, self.n), results.dumps(self.records),
-                             job_id=self.job_id, n=self.n, first=self.records[0]["frame"],
-                             frames=len(self.records), csv="".join(rows)))
+        texts = [results.dumps(r) for r in self.records]
+        index, at = [], 1
+        for r, t in zip(self.records, texts, strict=True):  # frame, start, end of each record in json
+            index += [r["frame"], at, at + len(t)]
+            at += len(t) + 1
+        self.write(FRAMES, text_docs(bucket_id(self.job_id, self.n), "[" + ",".join(texts) + "]",
+                                     job_id=self.job_id, n=self.n, first=self.records[0]["frame"],
+                                     frames=len(self.records), index=json.dumps(index)))
+        rows = "".join(results.csv_lines(results.frame_row(r) for r in self.records))
+        self.write(ROWS, [{"_id": rows_id(self.job_id, self.n), "job_id": self.job_id, "n": self.n,
+                           "csv": rows}])
         self.buckets = self.n + 1
         self.records = []
 
@@ -141,18 +156,27 @@ def text(collection: str, _id: str, default: str = "[]") -> str:
     return doc["json"] if doc else default
 
 
-def frames_page(job_id, start: int, limit: int) -> list[dict]:
-    """Frame records start .. start+limit-1 (those that exist), from the buckets that hold them."""
+def frames_page_text(job_id, start: int, limit: int) -> str:
+    """Frame records start .. start+limit-1 (those that exist) as a JSON array, cut from the buckets
+    that hold them by their index (nothing is parsed)."""
     if limit <= 0:
-        return []
+        return "[]"
     first, last = start // BUCKET_FRAMES, (start + limit - 1) // BUCKET_FRAMES
     ids = [bucket_id(job_id, n) for n in range(first, last + 1)]
     found = _texts(FRAMES, ids)
     out = []
     for _id in ids:
-        if _id in found:
-            out += [r for r in json.loads(found[_id]["json"]) if start <= r["frame"] < start + limit]
-    return out
+        if _id not in found:
+            continue
+        text, index = found[_id]["json"], json.loads(found[_id]["index"])
+        out += [text[index[i + 1]:index[i + 2]] for i in range(0, len(index), 3)
+                if start <= index[i] < start + limit]
+    return "[" + ",".join(out) + "]"
+
+
+def frames_page(job_id, start: int, limit: int) -> list[dict]:
+    """frames_page_text parsed."""
+    return json.loads(frames_page_text(job_id, start, limit))
 
 
 def iter_buckets(job_id, buckets: int, *, per_query: int = 4) -> Iterator[dict]:
@@ -160,6 +184,15 @@ def iter_buckets(job_id, buckets: int, *, per_query: int = 4) -> Iterator[dict]:
     for n in range(0, buckets, per_query):
         ids = [bucket_id(job_id, k) for k in range(n, min(buckets, n + per_query))]
         found = _texts(FRAMES, ids)
+        yield from (found[i] for i in ids if i in found)
+
+
+def iter_rows(job_id, buckets: int, *, per_query: int = 20) -> Iterator[str]:
+    """The CSV rows of every bucket in order (no header), twenty buckets (10,000 frames) a query."""
+    coll = get_db()[ROWS]
+    for n in range(0, buckets, per_query):
+        ids = [rows_id(job_id, k) for k in range(n, min(buckets, n + per_query))]
+        found = {d["_id"]: d["csv"] for d in coll.find({"_id": {"$in": ids}})}
         yield from (found[i] for i in ids if i in found)
 
 
@@ -220,6 +253,7 @@ def delete_read_model(job_id, layout: dict | None) -> None:
     """Remove the job's buckets, pages, violations and bins (layout None: as far as they exist)."""
     layout = layout or {}
     _delete_numbered(FRAMES, lambda n: bucket_id(job_id, n), 0, layout.get("buckets") or 0)
+    _delete_numbered(ROWS, lambda n: rows_id(job_id, n), 0, layout.get("buckets") or 0)
     _delete_numbered(PERSONS, lambda p: page_id(job_id, p), 1, 1 + (layout.get("person_pages") or 0))
     _delete_ids(PERSONS, _with_parts(violations_id(job_id)))
     _delete_ids(BINS, [i for u in UNITS for i in _with_parts(bins_id(job_id, u))])

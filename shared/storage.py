@@ -122,6 +122,12 @@ class StoredFile(io.RawIOBase):
         self._ahead: tuple[int, Future] | None = None  # (first chunk, its fetch) running in the pool
         self._pool: ThreadPoolExecutor | None = None
         self._by_id = True
+        self._last_n = self._n_chunks - 1  # no chunk beyond this one is fetched (see until())
+
+    def until(self, last_byte: int) -> StoredFile:
+        """Read no further than last_byte: a Range request fetches only the chunks it covers."""
+        self._last_n = min(self._n_chunks - 1, last_byte // self.chunk_size) if self.chunk_size else -1
+        return self
 
     def readable(self) -> bool:
         return True
@@ -139,7 +145,8 @@ class StoredFile(io.RawIOBase):
 
     def _fetch(self, first: int) -> dict[int, bytes]:
         """Chunks first .. first+BATCH-1 (those of the file) by _id, in one query."""
-        ids = [chunk_id(self._id, n) for n in range(first, min(self._n_chunks, first + self.BATCH))]
+        stop = self._last_n + 1 if first <= self._last_n else self._n_chunks  # past the hint: no limit
+        ids = [chunk_id(self._id, n) for n in range(first, min(stop, first + self.BATCH))]
         return {d["n"]: bytes(d["data"]) for d in self._chunks.find({"_id": {"$in": ids}})}
 
     def _chunk(self, n: int) -> bytes:
@@ -156,7 +163,7 @@ class StoredFile(io.RawIOBase):
             data = self._cache.get(n)
             if data is None:
                 self._by_id = False  # written by another GridFS client: ObjectId chunk ids
-            elif n + self.BATCH < self._n_chunks:  # read ahead: the next batch while this one is used
+            elif n + self.BATCH <= self._last_n:  # read ahead: the next batch while this one is used
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(1, thread_name_prefix="gridfs-read")
                 self._ahead = (n + self.BATCH, self._pool.submit(self._fetch, n + self.BATCH))
@@ -306,7 +313,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 def iter_range(reader: StoredFile, first: int, last: int) -> Iterator[bytes]:
     """Bytes first..last (inclusive) of a stored file, a chunk at a time; closes the reader."""
     try:
-        reader.seek(first)
+        reader.until(last).seek(first)
         remaining = last - first + 1
         while remaining > 0:
             block = reader.read(min(CHUNK, remaining))

@@ -1,8 +1,8 @@
 """Downloads of a clip: the annotated output, the original, per-frame CSV/JSON and per-person CSV.
 
-Per-frame exports stream the clip's frame buckets in order, a few per round trip (each is looked up
-by `_id`): the CSV joins each bucket's stored rows, the JSON its stored records, so a four-hour clip
-(360,000 frames) never sits in the web process's memory and is never parsed on the way out.
+Per-frame exports stream the clip's buckets in order, several per round trip (looked up by `_id`):
+the CSV joins each bucket's stored rows (small documents of their own), the JSON each bucket's stored
+records, so a four-hour clip (360,000 frames) never sits in the web's memory nor is parsed on the way.
 """
 
 from __future__ import annotations
@@ -65,8 +65,7 @@ def _buckets(clip: dict) -> Iterator[dict]:
 def frames_csv(clip: dict) -> Iterator[str]:
     """One row per analysed frame (results.FRAME_COLUMNS): face counts by class and the compliance."""
     yield from results.csv_lines([FRAME_COLUMNS])
-    for bucket in _buckets(clip):
-        yield bucket["csv"]
+    yield from result_docs.iter_rows(clip["_id"], store.layout(clip).get("buckets") or 0)
 
 
 def frames_json(clip: dict) -> Iterator[str]:

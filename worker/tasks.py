@@ -97,7 +97,7 @@ def _run(job: dict, workdir: Path) -> dict:
     progress = Progress(job_id, run_id, total_frames=None)
     marked = False
 
-    def hand_over(docs: list[dict]) -> None:
+    def hand_over(collection: str, docs: list[dict]) -> None:
         # The job is marked before its first bucket exists, from this thread: every update of the job
         # document by this attempt comes from one thread (FerretDB can lose concurrent $sets).
         nonlocal marked
@@ -105,7 +105,7 @@ def _run(job: dict, workdir: Path) -> dict:
             if not jobs.record(job_id, run_id, frames_written=True):
                 raise Cancelled("a newer attempt owns the job")
             marked = True
-        inserts.write(docs)
+        inserts.write(collection, docs)
 
     # Bucket writes run in their own thread: the frame loop never waits for the database.
     with BackgroundWriter(BucketSink(), maxsize=4, name="frames") as inserts:
@@ -117,7 +117,7 @@ def _run(job: dict, workdir: Path) -> dict:
 
 
 class BucketSink:
-    """A sink of frame-bucket documents into `frames` (BackgroundWriter runs it in a thread).
+    """A sink of frame-bucket documents (`frames`, `frame_rows`); BackgroundWriter runs it in a thread.
 
     Each bucket is written by its _id (replacing a redelivered attempt's), in frame order. The job's
     `frames_written` mark tells a later attempt or a failure that there is something to delete.
@@ -126,9 +126,9 @@ class BucketSink:
     def __enter__(self) -> BucketSink:
         return self
 
-    def write(self, docs: list[dict]) -> None:
-        """Write one bucket (its head and any further parts)."""
-        result_docs.put(result_docs.FRAMES, docs)
+    def write(self, collection: str, docs: list[dict]) -> None:
+        """Write one bucket's documents (its head and any further parts, or its CSV rows)."""
+        result_docs.put(collection, docs)
 
     def __exit__(self, *exc) -> None:
         return None

@@ -186,7 +186,7 @@ def seed_clip(owner: str, *, kind: str = "video", frames: int = 250, fps: float 
     thumb_id = storage.put(RESULTS, io.BytesIO(jpeg(size=(160, 90))), "poster.jpg", content_type="image/jpeg",
                            metadata={**meta, "role": "poster"})
     agg = Aggregate(fps, people)
-    buckets = result_docs.BucketWriter(job_id, lambda docs: result_docs.put(result_docs.FRAMES, docs))
+    buckets = result_docs.BucketWriter(job_id, result_docs.put)
     for d in frame_docs(frames, fps, people, seed):
         agg.add(d)
         buckets.add(d)

@@ -197,11 +197,12 @@ def test_delete_removes_files_statistics_and_pages(signed_in, alice, bob, tmp_pa
     assert len(heads) == 3 and len(frames) == sum(d["parts"] for d in heads) > 3
     assert db.persons.count_documents({"_id": prefix}) == 3  # two pages and the violations
     assert db.bins.count_documents({"_id": prefix}) == 2
+    assert db.frame_rows.count_documents({"_id": prefix}) == 3  # the CSV rows of each bucket
     assert db[f"{RESULTS}.files"].count_documents({"metadata.job_id": jid}) == 152  # faces, output, poster
     resp = a.post(f"/clips/{jid}/delete", data={"csrf_token": a.csrf}, follow_redirects=True)
     assert "is deleted" in resp.get_data(as_text=True)
     assert db.jobs.count_documents({"_id": jid}) == 0
-    for name in ("frames", "persons", "bins", "job_files"):
+    for name in ("frames", "frame_rows", "persons", "bins", "job_files"):
         assert db[name].count_documents({"_id": {"$regex": f"^{jid}"}}) == 0, name
     assert db[f"{RESULTS}.files"].count_documents({"metadata.job_id": jid}) == 0
     output_chunks = {"_id": {"$regex": f"^{job['result']['output_id']}:"}}
