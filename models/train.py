@@ -92,7 +92,8 @@ def load_crops(size: int, from_mongo: bool) -> tuple[data.CropSet, data.CropSet]
     if from_mongo:
         from models import trainset
 
-        return data.CropSet.concat([trainset.mongo_crops("train", size), mine.mined(size, "mine")]), val
+        # Mongo holds what was imported into it (python -m models.trainset); the mined CCTV faces are not.
+        return trainset.mongo_crops("train", size), val
     crops = data.cached(
         {**key, "what": "mask_crops"},
         lambda: data.crops_of(data.folder_records(asset_path("mask_crops")), size),

@@ -106,3 +106,42 @@ def test_a_flickering_small_face_is_still_one_person_from_its_first_frame():
     out = run(frames)
     ids = [int(f.track_id[0]) for f in out if len(f)]
     assert ids == [1] * 6
+
+
+@dataclass
+class Seen:
+    faces: Faces
+    image: np.ndarray
+
+
+def scene(face_box: tuple | None, shirt_bgr: tuple[int, int, int]) -> Seen:
+    """A 320x240 frame with one person: a face box and a shirt of a colour below it (or nobody)."""
+    image = np.full((240, 320, 3), 120, np.uint8)
+    if face_box is None:
+        return Seen(Faces.empty(), image)
+    x1, y1, x2, y2, _ = face_box
+    image[int(y2) + 4:int(y2) + 70, int(x1) - 15:int(x2) + 15] = shirt_bgr
+    return Seen(faces(face_box), image)
+
+
+def test_a_person_who_leaves_and_comes_back_keeps_their_id():
+    # Gone for 40 frames (longer than lost_frames=10), back at the same place in the same shirt: the
+    # same person. Someone else in a different shirt at that place later is a new person.
+    p = TrackerParams(lost_frames=10, reid_frames=60)
+    red, blue = (30, 30, 200), (200, 60, 20)
+    frames = ([scene(box(150, 80, 40), red) for _ in range(15)] + [scene(None, red) for _ in range(40)]
+              + [scene(box(156, 82, 40), red) for _ in range(15)] + [scene(None, red) for _ in range(40)]
+              + [scene(box(150, 80, 40), blue) for _ in range(15)])
+    tracker = Tracker(p)
+    ids = [o.faces.track_id.tolist() for o in track_faces(iter(frames), tracker)]
+    first, back, other = ids[5], ids[60], ids[120]
+    assert first == back == [1]
+    assert other == [2]
+    assert tracker.reidentified == 1
+
+
+def test_without_an_image_a_lost_person_is_not_guessed_back():
+    p = TrackerParams(lost_frames=10, reid_frames=60)
+    frames = [faces(box(150, 80, 40))] * 15 + [Faces.empty()] * 40 + [faces(box(150, 80, 40))] * 15
+    out = run(frames, p)
+    assert out[5].track_id.tolist() == [1] and out[60].track_id.tolist() == [2]

@@ -28,7 +28,8 @@ from worker.pipeline.threads import BackgroundWriter, prefetch
 from worker.pipeline.track import CutDetector, Tracker, TrackerParams, track_faces
 
 POSTER_WIDTH = 480
-LOST_TRACK_S = 1.2  # a face unseen this long starts a new person when it comes back
+LOST_TRACK_S = 1.2  # a face unseen this long is matched again only by re-identification
+REID_S = 4.0  # a lost person coming back (same place, same clothes) within this long keeps their id
 
 
 @dataclass
@@ -74,7 +75,9 @@ def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, 
     set_threads(video=True)
     rules = rules or Rules()
     out, thumb = workdir / "annotated.mp4", workdir / "poster.jpg"
-    tracker = Tracker(TrackerParams(lost_frames=max(5, round(LOST_TRACK_S * (info.fps or 25)))))
+    fps = info.fps or 25
+    tracker = Tracker(TrackerParams(lost_frames=max(5, round(LOST_TRACK_S * fps)),
+                                    reid_frames=max(10, round(REID_S * fps))))
     collector = StatsCollector(rules)
     poster = _Poster()
     expected = info.frames or round(info.duration_s * info.fps) or None

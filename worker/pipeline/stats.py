@@ -148,8 +148,9 @@ class StatsCollector:
         if label >= 0:
             p.decided += 1
             p.votes[label] += 1
-            # A frame counts by how well the face could be seen there.
-            p.weighted += quality * probs
+            # The vote is about time seen with and without a mask: each labelled frame is one vote for
+            # its label, weighted by how well the face could be seen there.
+            p.weighted[label] += quality
         side = float(faces.short_side[i])
         score = side * float(faces.score[i]) * (0.5 + quality)
         best = p.best.setdefault(label, _Best())

@@ -28,7 +28,8 @@ class TrackerParams:
     ones only extend existing tracks (ByteTrack's second stage: occluded, blurred, turning faces).
     match_iou / low_match_iou: minimum IoU of the stage-1 / stage-2 matches, computed on boxes grown by
     `box_buffer` x their size on every side, so small, fast faces still overlap their prediction.
-    lost_frames: how long a track that sees nothing stays matchable (at 25 fps, 1.2 s).
+    lost_frames: how long a track that sees nothing stays matchable (at 25 fps, 1.2 s); after that a
+    confirmed track can still be re-joined by re-identification for reid_frames (4 s at 25 fps).
     """
 
     high_score: float = 0.6
@@ -40,6 +41,14 @@ class TrackerParams:
     tentative_frames: int = 3
     lost_frames: int = 30
     velocity_smoothing: float = 0.6  # weight of the previous velocity in the running estimate
+    # Re-identification: a new track that appears within reid_frames of where a lost person was last
+    # seen (centre within reid_distance x the face's size, similar size) and looks like them (colour
+    # histogram of the clothes below the face, correlation >= reid_similarity) is that person again.
+    reid_frames: int = 100
+    reid_distance: float = 1.5
+    reid_size_ratio: float = 1.6
+    reid_similarity: float = 0.5
+    reid_similarity_after_cut: float = 0.8  # across a cut (switching back to a view): a closer match
 
     def describe(self) -> dict:
         """Every parameter, for the job's settings record."""
@@ -84,7 +93,7 @@ def _match(iou: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], se
 class _Track:
     """One tracked face: box, velocity (pixels/frame of centre and size), hit history."""
 
-    __slots__ = ("key", "box", "velocity", "hits", "first_frame", "last_frame", "confirmed")
+    __slots__ = ("key", "box", "velocity", "hits", "first_frame", "last_frame", "confirmed", "appearance")
 
     def __init__(self, key: int, box: np.ndarray, frame: int):
         self.key = key
@@ -94,6 +103,7 @@ class _Track:
         self.first_frame = frame
         self.last_frame = frame
         self.confirmed = False
+        self.appearance: np.ndarray | None = None
 
     def predict(self, frame: int) -> np.ndarray:
         """Box expected at `frame` under constant velocity (damped while lost: guesses decay)."""
@@ -117,15 +127,22 @@ class Tracker:
         self.params = params or TrackerParams()
         self.tracks: list[_Track] = []
         self.ids: dict[int, int] = {}  # internal key -> public id, set on confirmation
+        self.retired: list[_Track] = []  # confirmed tracks lost for good, re-joinable for a while
+        self._before_cut: set[int] = set()  # keys of retired tracks last seen before a cut
+        self.reidentified = 0
         self._next_key = 0
+        self._next_id = 1
         self.frame = -1
+        self._image: np.ndarray | None = None
 
-    def update(self, faces: Faces, frame: int | None = None) -> Faces:
+    def update(self, faces: Faces, frame: int | None = None, image: np.ndarray | None = None) -> Faces:
         """Faces of the next frame, filtered to those on a track, with internal keys in track_id.
 
-        Low-score faces that extend no track are dropped (they are mostly false detections).
+        Low-score faces that extend no track are dropped (they are mostly false detections). image
+        (BGR) lets the tracker re-identify a person who was lost and comes back.
         """
         p = self.params
+        self._image = image
         self.frame = frame = self.frame + 1 if frame is None else frame
         keep = faces.score >= p.low_score
         faces = faces[keep]
@@ -159,31 +176,79 @@ class Tracker:
             d = high[rest[di]]
             track = _Track(self._next_key, faces.xyxy[d], frame)
             self._next_key += 1
+            self._look(track)
             self._confirm_if_ready(track)
             self.tracks.append(track)
             keys[d] = track.key
-        # Tentative tracks not confirmed within their window were noise; lost ones expire.
-        self.tracks = [
-            t for t in self.tracks
-            if (t.confirmed or frame - t.first_frame < p.tentative_frames)
-            and frame - t.last_frame <= p.lost_frames
-        ]
+        # Tentative tracks not confirmed within their window were noise; lost ones expire (confirmed
+        # ones into the re-identification list, for a while).
+        alive = []
+        for t in self.tracks:
+            if frame - t.last_frame > p.lost_frames:
+                if t.confirmed:
+                    self.retired.append(t)
+            elif t.confirmed or frame - t.first_frame < p.tentative_frames:
+                alive.append(t)
+        self.tracks = alive
+        self.retired = [t for t in self.retired if frame - t.last_frame <= p.reid_frames]
         out = faces[keys >= 0]
         out.track_id = keys[keys >= 0].astype(np.int32)
         return out
 
     def _assign(self, track: _Track, faces: Faces, d: int, keys: np.ndarray, frame: int) -> None:
         track.update(faces.xyxy[d], frame, self.params.velocity_smoothing)
+        if track.appearance is None or track.hits % 5 == 0:
+            self._look(track)
         self._confirm_if_ready(track)
         keys[d] = track.key
+
+    def _look(self, track: _Track) -> None:
+        """Refresh the track's appearance from the current image (when there is one)."""
+        if self._image is not None:
+            track.appearance = appearance(self._image, track.box)
 
     def _confirm_if_ready(self, track: _Track) -> None:
         if not track.confirmed and track.hits >= self.params.min_hits:
             track.confirmed = True
-            self.ids[track.key] = len(self.ids) + 1
+            again = self._reidentify(track)
+            if again is not None:
+                self.ids[track.key] = self.ids[again.key]
+                self.reidentified += 1
+            else:
+                self.ids[track.key] = self._next_id
+                self._next_id += 1
+
+    def _reidentify(self, track: _Track) -> _Track | None:
+        """The retired track this new one continues (nearest place, similar size, most alike), if any."""
+        p = self.params
+        best, best_sim = None, p.reid_similarity
+        side = float(max(track.box[2] - track.box[0], track.box[3] - track.box[1], 1.0))
+        centre = (track.box[:2] + track.box[2:]) / 2
+        for old in self.retired:
+            need = p.reid_similarity_after_cut if old.key in self._before_cut else p.reid_similarity
+            old_side = float(max(old.box[2] - old.box[0], old.box[3] - old.box[1], 1.0))
+            if max(side, old_side) / min(side, old_side) > p.reid_size_ratio:
+                continue
+            gap = float(np.linalg.norm(centre - (old.box[:2] + old.box[2:]) / 2))
+            if gap > p.reid_distance * max(side, old_side):
+                continue
+            if track.appearance is None or old.appearance is None:
+                continue  # no way to tell two people apart by place alone
+            sim = float(cv2.compareHist(track.appearance, old.appearance, cv2.HISTCMP_CORREL))
+            if sim >= need and sim >= best_sim:
+                best, best_sim = old, sim
+        if best is not None:
+            self.retired.remove(best)
+        return best
 
     def end_all(self) -> None:
-        """Forget every track (a cut): later faces start new tracks; ids already given stay given."""
+        """End every track (a cut): later faces start new tracks; ids already given stay given.
+
+        Confirmed tracks stay re-identifiable for a while, at a stricter likeness: edited footage
+        cuts away and back to the same view, and a person there is still the same person.
+        """
+        self.retired.extend(t for t in self.tracks if t.confirmed)
+        self._before_cut = {t.key for t in self.retired}
         self.tracks = []
 
     def public(self, faces: Faces) -> Faces:
@@ -192,6 +257,23 @@ class Tracker:
         out = faces[np.arange(len(faces))]
         out.track_id = ids
         return out
+
+
+def appearance(image_bgr: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """Hue-saturation histogram (8x8, float32) of the clothes below a face box; None when out of view."""
+    h, w = image_bgr.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    fw, fh = x2 - x1, y2 - y1
+    # Shoulders and chest: wider than the face, from just under the chin to about two faces down.
+    left, right = int(max(0, x1 - 0.5 * fw)), int(min(w, x2 + 0.5 * fw))
+    top, bottom = int(max(0, y2 + 0.2 * fh)), int(min(h, y2 + 2.2 * fh))
+    if right - left < 4 or bottom - top < 4:
+        return None
+    patch = image_bgr[top:bottom, left:right]
+    step = max(1, min(patch.shape[:2]) // 32)  # subsample large patches: a histogram needs few pixels
+    hsv = cv2.cvtColor(np.ascontiguousarray(patch[::step, ::step]), cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [8, 8], [0, 180, 0, 256])
+    return cv2.normalize(hist, hist).astype(np.float32)
 
 
 class CutDetector:
@@ -234,7 +316,7 @@ def track_faces(items: Iterable[HasFaces], tracker: Tracker, cuts: CutDetector |
     for item in items:
         if cuts is not None and cuts(item.image):
             tracker.end_all()
-        item.faces = tracker.update(item.faces)
+        item.faces = tracker.update(item.faces, image=getattr(item, "image", None))
         pending.append(item)
         if len(pending) > lag:
             out = pending.popleft()
