@@ -84,7 +84,10 @@ def ensure_indexes(db: Database) -> None:
     try:
         db.jobs.create_index([("owner", 1), ("created_at", -1)])
         db.jobs.create_index([("status", 1), ("updated_at", 1)])
-        db.frames.create_index([("job_id", 1), ("frame", 1)], unique=True)
+        # Results are found by _id alone (shared/result_docs.py); the per-frame index of the
+        # one-document-per-frame layout would refuse buckets (no `frame` field) on MongoDB.
+        if "job_id_1_frame_1" in db.frames.index_information():
+            db.frames.drop_index("job_id_1_frame_1")
         db.users.create_index("username", unique=True)
         db.tokens.create_index("token_hash", unique=True)
         db.training_images.create_index("sha256", unique=True)

@@ -264,10 +264,16 @@ def forget_files(job_id) -> None:
     get_db()[FILES].delete_one({"_id": str(job_id)})
 
 
-def job_files(job: dict) -> list:
-    """Every results file of a job: the ledger, the result's own ids, explanation images."""
+def job_files(job: dict, *, legacy: bool = True) -> list:
+    """Every results file of a job: the ledger, the result's own ids, explanation images.
+
+    legacy: a job without a ledger (stored before it existed) has its files found by their metadata,
+    a scan of `results.files` on FerretDB; a starting attempt passes False (nothing stored yet).
+    """
     recorded = recorded_files(job["_id"])
-    if recorded is None:  # stored before the ledger existed: find them by their metadata (a scan)
+    if recorded is None and not legacy:
+        recorded = []
+    if recorded is None:
         recorded = [f["_id"] for f in get_db()[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]},
                                                                        {"_id": 1})]
     result = job.get("result") or {}

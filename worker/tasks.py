@@ -178,10 +178,10 @@ def clean_earlier_attempts(job: dict, keep: Path) -> None:
 
 def _delete_outputs(job: dict) -> None:
     """An attempt's results files (by the ledger) and, when it wrote any, its buckets and pages."""
-    storage.delete_files(RESULTS, result_docs.job_files(job))
+    storage.delete_files(RESULTS, result_docs.job_files(job, legacy=False))
     if job.get("frames_written"):
         result_docs.delete_read_model(job["_id"], None)  # no layout yet: found by probing ids in order
-    result_docs.forget_files(job["_id"])
+    result_docs.record_files(job["_id"], [])  # an empty ledger: deleting the clip later needs no scan
 
 
 def _discard(job: dict, run_id: str) -> None:
