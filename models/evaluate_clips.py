@@ -137,6 +137,7 @@ def evaluate_composed(work: Path, photos: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     chosen = [scenes[i] for i in rng.choice(len(scenes), size=min(photos * 3, len(scenes)), replace=False)]
     clips = {}
+    work.mkdir(parents=True, exist_ok=True)
     for k, kind in enumerate(compose.MOTIONS):
         group = chosen[k * photos:(k + 1) * photos]
         if not group:

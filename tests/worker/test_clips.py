@@ -44,7 +44,8 @@ def check_stored(done: dict, src, tmp_path, mongo) -> dict:
     docs = frame_records(done)
     assert done["result"]["layout"]["buckets"] == -(-r["frames"] // 500)
     assert [d["frame"] for d in docs] == list(range(r["frames"]))
-    assert all(d["counts"]["faces"] == len(d["faces"]) for d in docs)
+    # Rejected detections (tracks that are not people) stay in the frame data, outside the counts.
+    assert all(d["counts"]["faces"] == sum(f["label"] != "rejected" for f in d["faces"]) for d in docs)
     assert sum(d["counts"]["faces"] for d in docs) == r["face_frames"]["total"]
     # Per-person best faces are JPEGs in `results`, tagged with the job; nothing else is left over.
     files = result_files(done["_id"])
@@ -104,7 +105,9 @@ def test_putting_a_mask_on_changes_the_label_in_the_right_second(worker, asset, 
 
     assert share("unmasked", 1.5, 4.6) >= 0.9
     assert share("masked", 5.3, 8.9) >= 0.9
-    assert r["people"]["masked"] >= 1 and r["people"]["unmasked"] >= 1
+    # One person: the edit cuts away for 0.7 s and back to the same view, and re-identification joins
+    # them. Seen without a mask for about half of the time, they were not compliant.
+    assert r["people"]["total"] == 1 and r["people"]["unmasked"] == 1, r["people"]
 
 
 def test_a_photo_through_the_queue(worker, asset, tmp_path, mongo):

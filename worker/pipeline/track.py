@@ -48,7 +48,11 @@ class TrackerParams:
     reid_distance: float = 1.5
     reid_size_ratio: float = 1.6
     reid_similarity: float = 0.5
-    reid_similarity_after_cut: float = 0.8  # across a cut (switching back to a view): a closer match
+    # Across a cut (edited footage switching back to a view) only a near-identical return counts: a
+    # new shot of a crowd puts other people in the same places.
+    reid_similarity_after_cut: float = 0.9
+    reid_distance_after_cut: float = 0.5
+    reid_size_ratio_after_cut: float = 1.3
 
     def describe(self) -> dict:
         """Every parameter, for the job's settings record."""
@@ -225,12 +229,15 @@ class Tracker:
         side = float(max(track.box[2] - track.box[0], track.box[3] - track.box[1], 1.0))
         centre = (track.box[:2] + track.box[2:]) / 2
         for old in self.retired:
-            need = p.reid_similarity_after_cut if old.key in self._before_cut else p.reid_similarity
+            cut = old.key in self._before_cut
+            need = p.reid_similarity_after_cut if cut else p.reid_similarity
             old_side = float(max(old.box[2] - old.box[0], old.box[3] - old.box[1], 1.0))
-            if max(side, old_side) / min(side, old_side) > p.reid_size_ratio:
+            ratio, reach = ((p.reid_size_ratio_after_cut, p.reid_distance_after_cut) if cut
+                            else (p.reid_size_ratio, p.reid_distance))
+            if max(side, old_side) / min(side, old_side) > ratio:
                 continue
             gap = float(np.linalg.norm(centre - (old.box[:2] + old.box[2:]) / 2))
-            if gap > p.reid_distance * max(side, old_side):
+            if gap > reach * max(side, old_side):
                 continue
             if track.appearance is None or old.appearance is None:
                 continue  # no way to tell two people apart by place alone
