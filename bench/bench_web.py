@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         out["clip"] = {"frames": r["frames"], "duration_s": r["duration_s"], "persons": layout["persons"],
                        "buckets": layout["buckets"], "person_pages": layout["person_pages"],
                        "violations": layout["violations"], "bins_second": len(r["bins"]["second"]),
-                       "sampled_bucket_mb": round(max(len(d["json"]) for d in database.frames.find(
+                       "sampled_bucket_compressed_mb": round(max(len(d["z"]) for d in database.frames.find(
                            {"_id": {"$in": [result_docs.bucket_id(job["_id"], n)
                                             for n in range(0, layout["buckets"], 97)]}})) / 1e6, 2),
                        "job_document_kb": round(len(json.dumps(jobs.get(job["_id"]), default=str)) / 1e3, 1)}
