@@ -13,6 +13,7 @@ payload is split into parts so that no document approaches MongoDB's 16 MB limit
     persons  {_id: "<job>:p:<page:04d>", job_id, page, z, parts}       100 people a page, from 1
              {_id: "<job>:v", job_id, z, parts}                         the violations list
     bins     {_id: "<job>:b:<unit>", job_id, unit, z, parts}            unit: second | minute
+    details  {_id: "<job>:d", job_id, z, parts}                         models and settings of the run
     <any>    {_id: "<head id>:<k>", z}                                  part k (1..) of a long payload
     job_files {_id: "<job>", job_id, files: [ObjectId]}                  results files an attempt stores
 """
@@ -29,7 +30,8 @@ from shared import results, storage
 from shared.db import RESULTS, get_db
 from shared.errors import BadInput
 
-FRAMES, ROWS, PERSONS, BINS, FILES = "frames", "frame_rows", "persons", "bins", "job_files"
+FRAMES, ROWS, PERSONS, BINS, DETAILS = "frames", "frame_rows", "persons", "bins", "details"
+FILES = "job_files"
 BUCKET_FRAMES = 500  # frames per bucket: a page of 500 anywhere reads at most two buckets
 PERSONS_PAGE = 100
 UNITS = ("second", "minute")
@@ -56,6 +58,11 @@ def page_id(job_id, page: int) -> str:
 def violations_id(job_id) -> str:
     """The _id of the violations list."""
     return f"{job_id}:v"
+
+
+def details_id(job_id) -> str:
+    """The _id of the run's details (models, settings)."""
+    return f"{job_id}:d"
 
 
 def bins_id(job_id, unit: str) -> str:
@@ -120,8 +127,9 @@ class BucketWriter:
         self.records = []
 
 
-def write_read_model(job_id, *, bins: dict, persons: list[dict], buckets: int) -> dict:
-    """Person pages, violations and bins of a finished analysis; returns the job's `layout`."""
+def write_read_model(job_id, *, bins: dict, persons: list[dict], buckets: int,
+                     details: dict | None = None) -> dict:
+    """Person pages, violations, bins and details of a finished analysis; returns the job's `layout`."""
     pages = [persons[i:i + PERSONS_PAGE] for i in range(0, len(persons), PERSONS_PAGE)]
     for page, chunk in enumerate(pages, 1):
         put(PERSONS, text_docs(page_id(job_id, page), results.dumps(chunk), job_id=job_id, page=page))
@@ -130,6 +138,7 @@ def write_read_model(job_id, *, bins: dict, persons: list[dict], buckets: int) -
     for unit in UNITS:
         put(BINS, text_docs(bins_id(job_id, unit), results.dumps(bins.get(unit) or []), job_id=job_id,
                             unit=unit))
+    put(DETAILS, text_docs(details_id(job_id), results.dumps(details or {}), job_id=job_id))
     return {"bucket_frames": BUCKET_FRAMES, "buckets": buckets, "persons_page": PERSONS_PAGE,
             "person_pages": len(pages), "persons": len(persons), "violations": len(found)}
 
@@ -261,6 +270,7 @@ def delete_read_model(job_id, layout: dict | None) -> None:
     _delete_numbered(PERSONS, lambda p: page_id(job_id, p), 1, 1 + (layout.get("person_pages") or 0))
     _delete_ids(PERSONS, _with_parts(violations_id(job_id)))
     _delete_ids(BINS, [i for u in UNITS for i in _with_parts(bins_id(job_id, u))])
+    _delete_ids(DETAILS, _with_parts(details_id(job_id)))
 
 
 def forget_files(job_id) -> None:

@@ -17,7 +17,8 @@ from bson import ObjectId
 LABELS = ("masked", "unmasked", "incorrect")  # the classifier's classes, in its output order
 KEYS = (*LABELS, "unknown")  # every face gets one of these
 VIOLATIONS = ("unmasked", "incorrect")  # votes that are not compliant
-BULKY = ("bins", "persons")  # parts of an analysis summary that live outside the job document
+BULKY = ("bins", "persons")  # parts of an analysis result stored in documents of their own
+DETAILS = ("models", "settings")  # nested records the results page shows and the clips list does not
 REJECTED = "rejected"  # a person's `status` when the tracker ruled it out (not counted in people totals)
 
 FRAME_COLUMNS = ["frame", "t", "faces", *KEYS, "compliance"]
@@ -66,10 +67,12 @@ def bin_record(t: int, masked: int, unmasked: int, incorrect: int, unknown: int)
     return {"t": t, **counts(masked, unmasked, incorrect, unknown), "rate": rate(masked, unmasked, incorrect)}
 
 
-def split(result: dict) -> tuple[dict, dict, list[dict]]:
-    """(summary, bins, persons) of an analysis result: the summary is what the job document keeps."""
-    summary = {k: v for k, v in result.items() if k not in BULKY}
-    return summary, result.get("bins") or {}, list(result.get("persons") or [])
+def split(result: dict) -> tuple[dict, dict, list[dict], dict]:
+    """(summary, bins, persons, details) of an analysis result: the summary is what the job document
+    keeps (small and flat: every clips list decodes it), details are models and settings."""
+    summary = {k: v for k, v in result.items() if k not in BULKY and k not in DETAILS}
+    details = {k: result[k] for k in DETAILS if k in result}
+    return summary, result.get("bins") or {}, list(result.get("persons") or []), details
 
 
 def counted(person: dict) -> bool:

@@ -40,8 +40,10 @@ def layout(clip: dict) -> dict:
 
 
 def summary(clip: dict) -> dict:
-    """The result summary shown and served (the storage layout left out)."""
-    return {k: v for k, v in (clip.get("result") or {}).items() if k != "layout"}
+    """The result summary shown and served, with the run's details (models, settings); no layout."""
+    out = {k: v for k, v in (clip.get("result") or {}).items() if k != "layout"}
+    out.update(json.loads(result_docs.text(result_docs.DETAILS, result_docs.details_id(clip["_id"]), "{}")))
+    return out
 
 
 def page_count(clip: dict) -> int:

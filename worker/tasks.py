@@ -142,7 +142,7 @@ def store_outcome(job: dict, outcome: run.Outcome, progress: Progress, *, bucket
     killed mid-write can be found and removed by the next attempt.
     """
     job_id = job["_id"]
-    summary, bins, persons = results.split(outcome.summary)
+    summary, bins, persons, details = results.split(outcome.summary)
     ids = {"output": ObjectId(), "thumbnail": ObjectId()}
     crop_ids = {tid: ObjectId() for tid in outcome.crops}
     progress(summary.get("frames", 0), force=True)  # the last cancel check before storing
@@ -161,7 +161,8 @@ def store_outcome(job: dict, outcome: run.Outcome, progress: Progress, *, bucket
                     metadata={**meta, "role": "face", "track_id": tid}, file_id=crop_ids[tid])
     for person in persons:
         person["crop_id"] = crop_ids.get(person["track_id"])
-    summary["layout"] = result_docs.write_read_model(job_id, bins=bins, persons=persons, buckets=buckets)
+    summary["layout"] = result_docs.write_read_model(job_id, bins=bins, persons=persons, buckets=buckets,
+                                                     details=details)
     summary["output_id"], summary["thumbnail_id"] = ids["output"], ids["thumbnail"]
     summary["output_type"] = outcome.output_type
     return summary

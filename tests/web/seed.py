@@ -143,8 +143,8 @@ def seed_clip(owner: str, *, kind: str = "video", frames: int = 250, fps: float 
               media_dir: Path | None = None, crops: bool = True) -> dict:
     """A succeeded job with its buckets, pages, bins and stored files; returns the job document.
 
-    The returned document's `result` also carries the whole `bins` and `persons` (as the analysis
-    produced them) for tests to compare with; the stored job keeps the summary only.
+    The returned document's `result` also carries the whole `bins`, `persons`, `models` and `settings`
+    (as the analysis produced them) for tests to compare with; the stored job keeps the summary only.
     media_dir: where to write the small real MP4 used as input and annotated output (videos).
     crops: store a face crop per person (GridFS files, recorded in the job's file ledger).
     """
@@ -203,11 +203,11 @@ def seed_clip(owner: str, *, kind: str = "video", frames: int = 250, fps: float 
                                   "backend": "tflite"}},
         "settings": {"min_face_px": 24, "vote": "majority", "max_height": 1080},
     }
-    summary, bins, persons = results.split(result)
+    summary, bins, persons, details = results.split(result)
     summary["layout"] = result_docs.write_read_model(job_id, bins=bins, persons=persons,
-                                                     buckets=buckets.buckets)
+                                                     buckets=buckets.buckets, details=details)
     job = jobs.finish(job_id, run["run_id"], summary)
-    job["result"] = {**job["result"], "bins": bins, "persons": persons}
+    job["result"] = {**job["result"], **details, "bins": bins, "persons": persons}
     return job
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import av
 import cv2
 import numpy as np
 import pytest
 
-from shared import storage
+from shared import result_docs, storage
 from shared.db import RESULTS
 from tests.conftest import wait_for_job
 from tests.media import probe
@@ -58,7 +60,8 @@ def check_stored(done: dict, src, tmp_path, mongo) -> dict:
     assert len(with_crop) == r["people"]["total"] >= 1
     jpeg = storage.open_file(RESULTS, with_crop[0]["crop_id"]).read()
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
-    assert r["models"]["classifier"]["sha256"] and r["models"]["detector"]["sha256"]
+    models = json.loads(result_docs.text("details", result_docs.details_id(done["_id"]), "{}"))["models"]
+    assert models["classifier"]["sha256"] and models["detector"]["sha256"] and "models" not in r
     assert not temp_dirs(done["_id"])
     return r, docs
 
