@@ -64,10 +64,10 @@ class Pipeline:
         self.tally.add(faces.xyxy, faces.score, gt, gt_labels, labels, iou)
         self.fine.add(faces.xyxy, faces.score, gt, gt_labels, None, iou)
         if self.rules is not None and probs is not None:
-            from models.rules import frame_labels
+            from models.rules import face_quality, frame_labels
 
-            # The worker leaves tiny and low-confidence faces unlabelled (unknown) instead of guessing.
-            ruled = frame_labels(probs, faces.short_side, self.rules)
+            # The worker leaves tiny, badly seen and low-confidence faces unlabelled (unknown).
+            ruled = frame_labels(probs, faces.short_side, self.rules, face_quality(faces))
             self.ruled.add(faces.xyxy, faces.score, gt, gt_labels, ruled, iou)
 
     def _crop(self, frame_bgr: np.ndarray, xyxy: np.ndarray, size: int) -> np.ndarray:
@@ -114,7 +114,7 @@ class Pipeline:
             r = self.ruled.summary(labelled=True)
             keep = ("labelled_share", "mask_accuracy_3class_labelled", "mask_accuracy_binary_labelled")
             out["with_worker_rules"] = {
-                "rules": {k: getattr(self.rules, k) for k in ("min_face_px", "min_confidence")},
+                "rules": {k: getattr(self.rules, k) for k in ("min_face_px", "min_confidence", "min_quality")},
                 "overall": {k: r["overall"][k] for k in keep},
                 "by_size": {b: {k: v[k] for k in keep} for b, v in r["by_size"].items()},
             }
