@@ -21,7 +21,7 @@ class Rules:
     becomes a counted person once it has person_min_frames detections, one of them at least
     person_peak_score and their mean at least person_mean_score (short-lived, low-confidence tracks
     are false detections: shoulders, hair, blurred background); otherwise its detections are rejected.
-    Vote: over a person's labelled frames, each weighted by its visibility; a vote needs
+    Vote: each labelled frame is a vote for its label, weighted by its visibility; a vote needs
     vote_min_frames tracked and vote_min_decided labelled frames and vote_min_weight summed weight.
     The person is compliant (masked) when masked holds at least compliant_share of that weight, not
     compliant when it holds at most violation_share (the larger of unmasked and incorrect wins),
@@ -118,7 +118,7 @@ def rejection_reason(frames: int, peak_score: float, mean_score: float, rules: R
 
 
 def vote(frames: int, decided: int, weighted: np.ndarray, rules: Rules) -> int:
-    """A person's label from frame counts and (3,) visibility-weighted probability sums of labelled frames."""
+    """A person's label from frame counts and (3,) visibility-weighted label counts of labelled frames."""
     total = float(np.sum(weighted))
     if frames < rules.vote_min_frames or decided < rules.vote_min_decided or total <= 0:
         return UNKNOWN
