@@ -37,32 +37,40 @@ def put(bucket: str, stream: BinaryIO, filename: str, *, content_type: str,
     chunks, files = database[f"{bucket}.chunks"], database[f"{bucket}.files"]
     file_id = file_id or ObjectId()
     n = length = 0
-    pending = None
+    pending, pool = None, None
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="gridfs-put") as pool:
-            while True:
-                batch = []
-                while len(batch) < WRITE_BATCH:
-                    block = read_full(stream, CHUNK)
-                    if not block:
-                        break
-                    batch.append({"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
-                                  "data": Binary(block)})
-                    n += 1
-                    length += len(block)
-                if pending is not None:
-                    pending.result()  # raises the insert's error here
-                    pending = None
-                if not batch:
+        while True:
+            batch = []
+            while len(batch) < WRITE_BATCH:
+                block = read_full(stream, CHUNK)
+                if not block:
                     break
-                pending = pool.submit(chunks.insert_many, batch, ordered=True)
+                batch.append({"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
+                              "data": Binary(block)})
+                n += 1
+                length += len(block)
+            if pending is not None:
+                pending.result()  # raises the insert's error here
+                pending = None
+            if len(batch) < WRITE_BATCH:  # the last batch (a small file's only one): no thread needed
+                if batch:
+                    chunks.insert_many(batch, ordered=True)
+                break
+            if pool is None:
+                pool = ThreadPoolExecutor(1, thread_name_prefix="gridfs-put")
+            pending = pool.submit(chunks.insert_many, batch, ordered=True)
         files.insert_one({
             "_id": file_id, "length": length, "chunkSize": CHUNK, "uploadDate": datetime.now(UTC),
             "filename": filename, "metadata": {"content_type": content_type, **(metadata or {})},
         })
     except BaseException:
+        if pending is not None:
+            pending.exception()  # let the insert in flight finish before its chunks are removed
         _delete_chunks(chunks, file_id, n + WRITE_BATCH)  # nothing half-stored
         raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return file_id
 
 
