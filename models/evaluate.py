@@ -114,7 +114,8 @@ class Pipeline:
             r = self.ruled.summary(labelled=True)
             keep = ("labelled_share", "mask_accuracy_3class_labelled", "mask_accuracy_binary_labelled")
             out["with_worker_rules"] = {
-                "rules": {k: getattr(self.rules, k) for k in ("min_face_px", "min_confidence", "min_quality")},
+                "rules": {k: getattr(self.rules, k)
+                          for k in ("min_face_px", "min_confidence", "min_quality")},
                 "overall": {k: r["overall"][k] for k in keep},
                 "by_size": {b: {k: v[k] for k in keep} for b, v in r["by_size"].items()},
             }
