@@ -116,3 +116,15 @@ def test_web_port_in_use_is_named(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert f"port {port} is in use; set WEB_PORT" in out.stderr
+
+
+def test_the_api_answers_503_naming_mongodb_when_it_is_down(broken):
+    from web import users
+    from web.app import create_app
+
+    client = create_app(broken).test_client()
+    # The token lookup is the first thing the API does: it must not become a 500.
+    token = users.TOKEN_PREFIX + "x" * 40  # well-formed: it needs a lookup
+    api = client.get("/api/v1/clips", headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 503, api.get_data(as_text=True)
+    assert api.get_json()["error"] == "service_unavailable" and "MongoDB" in api.get_json()["message"]

@@ -6,6 +6,10 @@ import logging
 
 from flask import Flask, jsonify, make_response, render_template
 from flask_wtf.csrf import CSRFError
+from kombu.exceptions import OperationalError as BrokerUnreachable
+from pymongo.errors import ConnectionFailure as MongoUnreachable
+from redis.exceptions import ConnectionError as RedisUnreachable
+from redis.exceptions import TimeoutError as RedisTimeout
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import IllegalTransition, NotFound, ServiceUnavailable
@@ -67,6 +71,22 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceUnavailable)
     def service_unavailable(e: ServiceUnavailable):
         return respond(503, "service_unavailable", str(e))
+
+    # An outage of MongoDB or Redis anywhere in a request (a token lookup, a page, queueing) is a 503
+    # that names the service, never a 500: the client should retry, the operator knows where to look.
+    @app.errorhandler(MongoUnreachable)
+    def mongo_down(e: Exception):
+        log.warning("MongoDB unreachable: %s", type(e).__name__)
+        return respond(503, "service_unavailable", "The database (MongoDB) is unreachable right now; "
+                       "nothing was changed. Try again shortly.")
+
+    @app.errorhandler(RedisUnreachable)
+    @app.errorhandler(RedisTimeout)
+    @app.errorhandler(BrokerUnreachable)
+    def redis_down(e: Exception):
+        log.warning("Redis unreachable: %s", type(e).__name__)
+        return respond(503, "service_unavailable",
+                       "The job queue (Redis) is unreachable right now. Try again shortly.")
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
