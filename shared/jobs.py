@@ -14,7 +14,7 @@ from bson.errors import InvalidId
 from pymongo import ReturnDocument
 
 from shared.db import get_db
-from shared.errors import IllegalTransition, NotFound
+from shared.errors import Cancelled, IllegalTransition, NotFound
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -149,12 +149,20 @@ def record(job_id, run_id: str, **fields) -> bool:
 
 
 def finish(job_id, run_id: str, result: dict) -> dict:
-    """Mark the attempt succeeded with its result (only the current attempt may)."""
+    """Mark the attempt succeeded with its result; Cancelled when the user asked to cancel it meanwhile."""
     t = now()
-    return _transition(
-        job_id, SUCCEEDED, extra_filter={"run_id": run_id},
-        set_={"result": result, "progress": 1.0, "eta_s": 0, "finished_at": t},
-    )
+    try:
+        # A cancel can arrive after the worker's last check (while it stores files): it still wins.
+        return _transition(
+            job_id, SUCCEEDED, extra_filter={"run_id": run_id, "cancel_requested": {"$ne": True}},
+            set_={"result": result, "progress": 1.0, "eta_s": 0, "finished_at": t},
+        )
+    except IllegalTransition:
+        current = get(job_id)
+        mine = current["status"] == RUNNING and current.get("run_id") == run_id
+        if mine and current.get("cancel_requested"):
+            raise Cancelled(f"job {job_id} was cancelled before it finished") from None
+        raise
 
 
 def fail(job_id, run_id: str | None, reason: str) -> dict:

@@ -72,6 +72,10 @@ def process_job(self, job_id: str) -> str:
         shutil.rmtree(workdir, ignore_errors=True)
     try:
         jobs.finish(job_id, run_id, result)
+    except Cancelled:
+        # Cancelled while the outputs were being stored: the user gets "cancelled", not a result.
+        _discard(job, run_id)
+        return _confirm(jobs.mark_cancelled, job_id, run_id, state=jobs.CANCELLED)
     except IllegalTransition:
         # Cancelled or superseded at the very end: drop what this attempt stored.
         _discard(job, run_id)

@@ -6,7 +6,7 @@ import pytest
 from bson import ObjectId
 
 from shared import jobs
-from shared.errors import IllegalTransition, NotFound
+from shared.errors import Cancelled, IllegalTransition, NotFound
 
 
 @pytest.fixture
@@ -59,6 +59,16 @@ def test_cancel_queued_and_running(job, mongo):
     assert jobs.cancel(other["_id"])["cancel_requested"] is True
     assert jobs.progress(other["_id"], run["run_id"], 0.1, None) is True
     assert jobs.mark_cancelled(other["_id"], run["run_id"])["status"] == "cancelled"
+
+
+def test_a_cancel_during_the_final_storage_step_wins_over_the_result(job):
+    run = jobs.claim(job["_id"], "w")
+    jobs.cancel(job["_id"])  # after the worker's last progress check, before it finishes
+    with pytest.raises(Cancelled):
+        jobs.finish(job["_id"], run["run_id"], {"frames": 3})
+    current = jobs.get(job["_id"])
+    assert current["status"] == "running" and current["result"] is None
+    assert jobs.mark_cancelled(job["_id"], run["run_id"])["status"] == "cancelled"
 
 
 def test_retry_after_failure_starts_clean(job):

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from shared import jobs
-from shared.db import RESULTS
+from shared import jobs, storage
+from shared.db import RESULTS, UPLOADS
 from tests.conftest import wait_for_job
 from tests.media import make_clip, make_vfr_clip, probe, walking_faces, write_frames
 from tests.worker.helpers import buckets_of, frame_records, result_files, submit, temp_dirs
@@ -77,6 +77,31 @@ def test_cancel_stops_a_running_job_within_two_seconds(worker, tmp_path, mongo):
     assert took < 2.5, took
     assert buckets_of(job["_id"]) == []
     assert result_files(job["_id"]) == [] and not temp_dirs(job["_id"])
+
+
+def test_a_cancel_while_the_outputs_are_stored_ends_cancelled_with_nothing_kept(tmp_path, mongo, monkeypatch):
+    from worker.tasks import process_job
+
+    photo = tmp_path / "late.jpg"
+    cv2.imwrite(str(photo), np.random.default_rng(3).integers(0, 256, (240, 320, 3), np.uint8))
+    with open(photo, "rb") as f:
+        fid = storage.put(UPLOADS, f, photo.name, content_type="image/jpeg")
+    job = jobs.create(owner="tester", filename=photo.name, kind="image", input_id=fid,
+                      size=photo.stat().st_size, content_type="image/jpeg")
+    real_put = storage.put
+
+    def put_then_cancel(bucket, *args, **kwargs):
+        # The user cancels after the worker's last progress check, while the annotated file is stored.
+        if kwargs.get("metadata", {}).get("role") == "annotated":
+            jobs.cancel(job["_id"])
+        return real_put(bucket, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "put", put_then_cancel)
+    assert process_job.apply(args=[str(job["_id"])]).get() == "cancelled"  # this process is the worker
+    done = jobs.get(job["_id"])
+    assert done["status"] == "cancelled" and done["result"] is None
+    assert done["error"] == "cancelled by the user"
+    assert result_files(job["_id"]) == [] and buckets_of(job["_id"]) == []
 
 
 def _audio_only(path: Path) -> Path:
