@@ -114,6 +114,7 @@ def spec() -> dict:
                     "Upload videos or images (each becomes a clip)",
                     {
                         "201": _json(_ref("UploadResult"), "Stored and queued"),
+                        "400": {"description": "Cut short, or not matching X-Content-SHA256: nothing stored"},
                         "413": {"$ref": "#/components/responses/TooLarge"},
                         "415": {"$ref": "#/components/responses/Unsupported"},
                     },
@@ -123,7 +124,15 @@ def spec() -> dict:
                             "in": "query",
                             "schema": {"type": "string"},
                             "description": "Name of a raw-body upload.",
-                        }
+                        },
+                        {
+                            "name": "X-Content-SHA256",
+                            "in": "header",
+                            "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                            "description": "sha256 of a raw-body upload: a mismatch stores nothing (400). "
+                            "A raw body shorter than its Content-Length (a dropped connection) stores "
+                            "nothing either.",
+                        },
                     ],
                     body={
                         "required": True,

@@ -7,6 +7,7 @@ into GridFS a chunk at a time, so the web process holds a few hundred KB whateve
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,6 +178,38 @@ class Incoming:
     filename: str
     body: object
     declared_type: str | None
+    length: int | None = None  # declared byte count (a raw body's Content-Length)
+    sha256: str | None = None  # declared checksum (X-Content-SHA256), hex
+
+
+class Verified:
+    """Reads a source, and fails at its end unless the declared length and sha256 were met.
+
+    Raised inside storage.put, the error makes it delete what it stored: an upload cut short, or
+    altered on the way, is never kept as complete.
+    """
+
+    def __init__(self, source, length: int | None, sha256: str | None):
+        self.source, self.length, self.sha256 = source, length, sha256
+        self.count = 0
+        self.digest = hashlib.sha256() if sha256 else None
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.count += len(data)
+        if self.digest is not None:
+            self.digest.update(data)
+        if not data or (self.length is not None and self.count >= self.length):
+            self._check_end(bool(data))
+        return data
+
+    def _check_end(self, more: bool) -> None:
+        if self.length is not None and self.count < self.length:
+            raise BadRequest(f"The upload was cut short: {self.count:,} of {self.length:,} bytes arrived; "
+                             "nothing was stored. Send it again.")
+        if not more and self.digest is not None and self.digest.hexdigest() != self.sha256:
+            raise BadRequest("The upload does not match its X-Content-SHA256 checksum; nothing was "
+                             "stored. Send it again.")
 
 
 def incoming_files(limit: int, on_field=None) -> Iterator[Incoming]:
@@ -205,7 +238,11 @@ def incoming_files(limit: int, on_field=None) -> Iterator[Incoming]:
     name = request.args.get("filename") or disp.get("filename")
     if not name and not request.content_length and ctype in ("", "application/x-www-form-urlencoded"):
         return  # nothing was sent
-    yield Incoming(clean_filename(name), request.stream, ctype or None)
+    checksum = (request.headers.get("X-Content-SHA256") or "").strip().lower() or None
+    if checksum is not None and not re.fullmatch(r"[0-9a-f]{64}", checksum):
+        raise BadRequest("X-Content-SHA256 must be 64 hexadecimal digits (the sha256 of the file).")
+    yield Incoming(clean_filename(name), request.stream, ctype or None, length=request.content_length,
+                   sha256=checksum)
 
 
 def store_one(item: Incoming, owner: str, limit: int) -> dict:
@@ -213,7 +250,10 @@ def store_one(item: Incoming, owner: str, limit: int) -> dict:
 
     UploadRejected (empty, unsupported) and 413 (over the limit) leave nothing stored.
     """
-    body = LimitedReader(item.body, limit)
+    source = item.body
+    if item.length is not None or item.sha256 is not None:
+        source = Verified(source, item.length, item.sha256)
+    body = LimitedReader(source, limit)
     head = storage.read_full(body, HEAD_BYTES)
     kind, mime = classify(head)
     file_id = storage.put(UPLOADS, Prepend(head, body), item.filename, content_type=mime,
