@@ -79,6 +79,26 @@ def test_counter_and_tags_stay_inside_the_frame():
     assert frame[:60, :].any(axis=2).sum() > 0
 
 
+def ink_columns(image: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """Column indices holding pixels of exactly this BGR colour."""
+    return np.flatnonzero((image == np.array(colour, np.uint8)).all(axis=2).any(axis=0))
+
+
+@pytest.mark.parametrize("x1", [600, 630, 639])
+def test_a_tag_near_the_right_edge_is_whole_inside_the_frame(x1):
+    w, h = 640, 360
+    middle, edge = np.zeros((h, w, 3), np.uint8), np.zeros((h, w, 3), np.uint8)
+    LabelAnnotator().annotate(middle, one_face(w, h))
+    f = one_face(w, h)
+    f.xyxy[:] = [[x1, 150, x1 + 40, 190]]
+    LabelAnnotator().annotate(edge, f)
+    tag, moved = ink_columns(middle, colour_of(MASKED)), ink_columns(edge, colour_of(MASKED))
+    # The same tag, shifted left so that its right end is the frame's last column: nothing cut off.
+    assert len(moved) == len(tag) > 0 and moved.max() == w - 1
+    text, text_moved = (np.flatnonzero((im > 230).all(axis=2).any(axis=0)) for im in (middle, edge))
+    assert len(text_moved) == len(text) > 0
+
+
 def test_annotators_share_one_signature():
     frame = np.zeros((240, 320, 3), np.uint8)
     for a in (BoxAnnotator(), LabelAnnotator(), CounterAnnotator()):

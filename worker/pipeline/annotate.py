@@ -111,7 +111,8 @@ def draw_tag(scene: np.ndarray, text: str, anchor: tuple[int, int], colour: tupl
         top = y if above else 0
     x = min(max(0, x), max(0, bounds[0] - box_w))
     top = min(max(0, top), max(0, bounds[1] - box_h))
-    cv2.rectangle(scene, (x, top), (x + box_w, top + box_h), colour, cv2.FILLED)
+    # cv2.rectangle includes its second corner: the tag is box_w x box_h pixels, so it fits exactly.
+    cv2.rectangle(scene, (x, top), (x + box_w - 1, top + box_h - 1), colour, cv2.FILLED)
     # White on every tag colour: all of them are dark or saturated enough for contrast.
     cv2.putText(scene, text, (x + style.pad, top + style.pad + th), FONT, style.font_scale,
                 (255, 255, 255), style.text_thickness, cv2.LINE_AA)
