@@ -18,7 +18,7 @@ from shared import jobs, result_docs, results
 from shared.db import RESULTS, UPLOADS
 from web import store
 from web.errors import ApiError
-from web.views.media import send_stored
+from web.views.media import content_disposition, send_stored
 
 FRAME_COLUMNS = results.FRAME_COLUMNS
 PERSON_COLUMNS = results.PERSON_COLUMNS
@@ -26,9 +26,9 @@ KINDS = ("annotated", "original", "frames.csv", "frames.json", "persons.csv")
 
 
 def stem(clip: dict) -> str:
-    """A filesystem-friendly stem of the clip's name for download file names."""
-    name = PurePath(clip.get("filename") or "clip").stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "clip"
+    """A filesystem-friendly stem of the clip's name for download file names (letters of any script kept)."""
+    name = PurePath((clip.get("filename") or "clip").replace("/", " ").replace("\\", " ")).stem
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "clip"
 
 
 def download(clip: dict, what: str) -> Response:
@@ -53,7 +53,7 @@ def download(clip: dict, what: str) -> Response:
 
 def _attachment(body: Iterable[str], mimetype: str, filename: str) -> Response:
     resp = Response(body, mimetype=mimetype)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    resp.headers["Content-Disposition"] = content_disposition(filename)
     resp.headers["Cache-Control"] = "private, no-store"
     return resp
 

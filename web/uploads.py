@@ -55,13 +55,21 @@ def classify(head: bytes) -> tuple[str, str]:
         return "image", mime
     raise UploadRejected(
         f"This file is not a supported video or image ({mime or 'unknown type'}). "
-        "Upload MP4, MOV, MKV, AVI or WebM video, or JPEG/PNG images."
+        "Upload MP4, MOV, MKV, AVI or WebM video, or JPEG, PNG, WebP, BMP or TIFF images."
     )
 
 
 def clean_filename(name: str | None) -> str:
-    """The last path component, printable, at most 200 characters (a display name, never a path)."""
-    base = re.split(r"[\\/]", name or "")[-1]
+    """A display name (never used as a path): printable, at most 200 characters.
+
+    A name that is a path (a client that sent C:\\dir\\clip.mp4, /tmp/clip.mp4 or ../clip.mp4) keeps
+    its last component; any other slash is part of the name (`<script>x</script>.mp4` stays whole:
+    templates escape it).
+    """
+    name = name or ""
+    if "\\" in name or name.startswith(("/", "./", "../")):
+        name = re.split(r"[\\/]", name)[-1]
+    base = name
     base = "".join(ch for ch in base if ch.isprintable()).strip().strip(".") or "upload"
     return base[:200]
 

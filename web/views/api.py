@@ -251,6 +251,7 @@ def _explanation_json(job_id: str, track_id: int, exp: dict | None) -> dict:
 def explanation(job_id, track_id):
     """The "explain this face" state of one person: none, pending, done (with images) or failed."""
     clip = _succeeded(job_id)
+    _person(clip, track_id)  # the same 404 as asking for one: no such person, no state
     job = jobs.get(clip["_id"])  # explanations change after success: read them from the job itself
     exp = (job.get("explanations") or {}).get(str(track_id))
     return jsonify(_explanation_json(str(clip["_id"]), track_id, exp))
