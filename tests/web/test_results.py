@@ -10,7 +10,8 @@ import re
 import pytest
 
 from shared import jobs, result_docs, results, storage
-from shared.db import RESULTS, UPLOADS
+from shared.db import RESULTS, UPLOADS, get_db
+from tests.web.conftest import csrf_of
 from tests.web.seed import png, seed_clip, violations_of
 from web.app import create_app
 
@@ -56,6 +57,16 @@ def test_long_clip_charts_per_minute_and_pages_people(signed_in, alice, tmp_path
     p3 = c.get(f"/clips/{job['_id']}?page=3").get_data(as_text=True)
     assert p3.count('<tr data-track="') == 30 and "page 3 of 3" in p3
     assert c.get(f"/clips/{job['_id']}?page=4").status_code == 404
+    # The per-person export has every person of every page, each as stored.
+    rows = list(csv.DictReader(io.StringIO(c.get(f"/clips/{job['_id']}/download/persons.csv")
+                                           .get_data(as_text=True))))
+    persons = job["result"]["persons"]
+    assert len(rows) == len(persons) == 230
+    for row, p in zip(rows, persons, strict=True):
+        assert int(row["track_id"]) == p["track_id"] and row["vote"] == (p["vote"] or "")
+        assert [int(row[f"{k}_votes"]) for k in ("masked", "unmasked", "incorrect")] == [
+            p["votes"][k] for k in ("masked", "unmasked", "incorrect")]
+        assert int(row["frames"]) == p["frames"] and float(row["first_s"]) == p["first_s"]
 
 
 def test_image_results_page(signed_in, alice, image):
@@ -119,10 +130,24 @@ def test_frames_csv_streams_every_frame_with_consistent_counts(signed_in, alice,
     for key in ("masked", "unmasked", "incorrect", "unknown"):
         assert sum(int(r[key]) for r in rows) == ff[key]
     assert sum(int(r["faces"]) for r in rows) == ff["total"]
-    decided = [r for r in rows if int(r["masked"]) + int(r["unmasked"]) + int(r["incorrect"])]
-    r0 = decided[0]
-    expect = int(r0["masked"]) / (int(r0["masked"]) + int(r0["unmasked"]) + int(r0["incorrect"]))
-    assert float(r0["compliance"]) == pytest.approx(expect, abs=1e-4)
+    # Every row and column agrees with the stored frame records, counted here from their faces.
+    stored = result_docs.frames_page(video["_id"], 0, 250)
+    assert len(stored) == len(rows) == 250
+    with_incorrect = 0
+    for row, record in zip(rows, stored, strict=True):
+        labels = [f["label"] for f in record["faces"]]
+        n = {k: labels.count(k) for k in results.KEYS}
+        assert int(row["frame"]) == record["frame"]
+        assert float(row["t"]) == pytest.approx(record["t"], abs=1e-3)
+        assert int(row["faces"]) == len(labels)
+        assert {k: int(row[k]) for k in results.KEYS} == n, row["frame"]
+        decided = n["masked"] + n["unmasked"] + n["incorrect"]  # incorrect is decided, not compliant
+        if decided:
+            assert float(row["compliance"]) == pytest.approx(n["masked"] / decided, abs=1e-4), row
+        else:
+            assert row["compliance"] == "", row
+        with_incorrect += bool(n["incorrect"] and n["masked"])
+    assert with_incorrect > 0  # the seeded clip has frames where "incorrect" changes the rate
 
 
 def test_frames_json_and_persons_csv(signed_in, alice, video):
@@ -212,7 +237,40 @@ def test_every_clip_route_needs_a_login(settings, video):
         elif method == "GET":
             assert resp.status_code == 302 and "/login" in resp.headers["Location"], url
         else:
-            assert resp.status_code in (302, 400), url  # the login redirect, or CSRF refusal first
+            assert resp.status_code == 400, url  # no CSRF token: refused before anything else
+
+
+def test_every_state_changing_route_needs_a_login_even_with_a_valid_csrf_token(settings, alice, video):
+    app = create_app(settings, config={"TESTING": True})
+    c = app.test_client()
+    token = csrf_of(c)  # a real token of this anonymous session: CSRF passes, so only the login check is left
+    person = video["result"]["persons"][0]
+    values = {"job_id": str(video["_id"]), "track_id": person["track_id"], "token_id": "0" * 24}
+    anonymous = {"auth.login", "auth.register", "auth.logout"}
+    checked = []
+    jobs_before = get_db().jobs.count_documents({})
+    explanations = jobs.get(video["_id"]).get("explanations")
+    for rule in app.url_map.iter_rules():
+        methods = rule.methods & {"POST", "PUT", "PATCH", "DELETE"}
+        if not methods or rule.endpoint in anonymous:
+            continue
+        url = rule.rule
+        for arg in rule.arguments:
+            url = re.sub(rf"<(?:\w+:)?{arg}>", str(values[arg]), url)
+        for method in sorted(methods):
+            resp = c.open(url, method=method, data={"csrf_token": token, "name": "t",
+                                                    "file": (io.BytesIO(png()), "a.png")},
+                          headers={"X-CSRFToken": token})
+            if url.startswith("/api/"):
+                assert resp.status_code == 401 and resp.get_json()["error"] == "unauthorized", (method, url)
+            else:
+                assert resp.status_code == 302, (method, url, resp.status_code)
+                assert resp.headers["Location"].startswith("/login"), (method, url)
+            checked.append((method, url))
+    assert len(checked) >= 11  # uploads, tokens, cancel/retry/delete on pages and API, explanations
+    after = jobs.get(video["_id"])
+    assert after["status"] == "succeeded" and after.get("explanations") == explanations
+    assert get_db().jobs.count_documents({}) == jobs_before  # nothing was uploaded
 
 
 def test_admin_sees_other_peoples_clips(signed_in, admin, video):
