@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -11,10 +10,6 @@ import pytest
 from models import trainset
 from shared import db
 from shared.assets import sha256_file
-
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("MONGO_URI"), reason="MONGO_URI is unset: start MongoDB with bin/services"
-)
 
 
 @pytest.fixture
