@@ -165,11 +165,15 @@ def finish(job_id, run_id: str, result: dict) -> dict:
         raise
 
 
-def fail(job_id, run_id: str | None, reason: str) -> dict:
-    """Mark the attempt failed with a sentence for the user."""
+def fail(job_id, run_id: str | None, reason: str, *, retryable: bool = True) -> dict:
+    """Mark the attempt failed with a sentence for the user.
+
+    retryable=False for a failure the file itself causes (too long, too large, not decodable): a
+    retry would fail the same way, so none is offered.
+    """
     extra = {"run_id": run_id} if run_id else {}
     return _transition(job_id, FAILED, extra_filter=extra,
-                       set_={"error": reason, "finished_at": now(), "eta_s": None})
+                       set_={"error": reason, "finished_at": now(), "eta_s": None, "retryable": retryable})
 
 
 def cancel(job_id) -> dict:
@@ -198,6 +202,9 @@ def mark_cancelled(job_id, run_id: str) -> dict:
 
 def retry(job_id) -> dict:
     """Put a failed or cancelled job back in the queue, clean (the caller enqueues it)."""
+    if get(job_id).get("retryable") is False:
+        raise IllegalTransition("this file cannot be analysed, so retrying would fail the same way; "
+                                "upload a different file")
     return _transition(
         job_id, QUEUED,
         set_={"progress": 0.0, "eta_s": None, "error": None, "cancel_requested": False,

@@ -380,6 +380,9 @@ def _schemas() -> dict:
                 "progress": {"type": "number"},
                 "eta_s": {"type": "number", "nullable": True},
                 "error": {"type": "string", "nullable": True},
+                "retryable": {"type": "boolean",
+                              "description": "false when the file itself failed (too long, too large, "
+                              "undecodable): retry is refused"},
                 "size": {"type": "integer"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "summary": {

@@ -62,15 +62,17 @@ def classify(head: bytes) -> tuple[str, str]:
 def clean_filename(name: str | None) -> str:
     """A display name (never used as a path): printable, at most 200 characters.
 
-    A name that is a path (a client that sent C:\\dir\\clip.mp4, /tmp/clip.mp4 or ../clip.mp4) keeps
-    its last component; any other slash is part of the name (`<script>x</script>.mp4` stays whole:
-    templates escape it).
+    An absolute path (C:\\dir\\clip.mp4 from old browsers, /tmp/clip.mp4 from scripts) keeps its
+    last component; a relative one (a folder upload's cams/door 1.mp4) is kept without its "." and
+    ".." parts; any other slash is part of the name (`<script>x</script>.mp4` stays whole: templates
+    escape it, and download names are made safe on their own).
     """
     name = name or ""
-    if "\\" in name or name.startswith(("/", "./", "../")):
+    if re.match(r"^([A-Za-z]:)?[\\/]", name):
         name = re.split(r"[\\/]", name)[-1]
-    base = name
-    base = "".join(ch for ch in base if ch.isprintable()).strip().strip(".") or "upload"
+    elif re.search(r"(^|[\\/])\.{1,2}([\\/]|$)|\\", name):
+        name = "/".join(s for s in re.split(r"[\\/]", name) if s not in ("", ".", ".."))
+    base = "".join(ch for ch in name if ch.isprintable()).strip().strip(".") or "upload"
     return base[:200]
 
 

@@ -14,6 +14,7 @@ import logging
 import shutil
 import socket
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from bson import ObjectId
@@ -55,7 +56,8 @@ def process_job(self, job_id: str) -> str:
         return _confirm(jobs.mark_cancelled, job_id, run_id, state=jobs.CANCELLED)
     except BadInput as e:
         _discard(job, run_id)
-        return _confirm(jobs.fail, job_id, run_id, str(e), state=jobs.FAILED)
+        # The file itself is the problem: retrying cannot help, so the clip offers no retry.
+        return _confirm(partial(jobs.fail, retryable=False), job_id, run_id, str(e), state=jobs.FAILED)
     except SoftTimeLimitExceeded:
         _discard(job, run_id)
         limit = get_settings().job_time_limit_s

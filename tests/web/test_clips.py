@@ -60,7 +60,7 @@ def test_form_upload_streams_into_gridfs_and_queues_a_job(signed_in, alice, clip
     assert resp.status_code == 303
     job_id = resp.headers["Location"].rsplit("/", 1)[1]
     job = jobs.get(job_id)
-    assert job["owner"] == alice.id and job["filename"] == "door 1.mp4"
+    assert job["owner"] == alice.id and job["filename"] == "cams/door 1.mp4"  # the folder upload's path
     assert job["kind"] == "video" and job["content_type"] == "video/mp4" and job["size"] == len(clip_bytes)
     assert job["status"] in ("queued", "running", "failed", "succeeded")
     with storage.open_file(UPLOADS, job["input_id"]) as f:

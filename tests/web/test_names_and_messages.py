@@ -11,7 +11,8 @@ from web.views.media import content_disposition
 def test_a_file_name_is_kept_as_typed_unless_it_is_a_path():
     assert clean_filename("<script>alert(1)</script>.mp4") == "<script>alert(1)</script>.mp4"
     assert clean_filename("C:\\Users\\cam\\door 1.mp4") == "door 1.mp4"
-    assert clean_filename("../../etc/passwd") == "passwd"
+    assert clean_filename("../../etc/passwd") == "etc/passwd"
+    assert clean_filename("cams/door 1.mp4") == "cams/door 1.mp4"  # a folder upload says where from
     assert clean_filename("/tmp/x.mp4") == "x.mp4"
     assert clean_filename("a\x00b.mp4") == "ab.mp4"
     assert clean_filename("") == "upload"

@@ -15,6 +15,7 @@ import pytest
 
 from shared import jobs, storage
 from shared.db import RESULTS, UPLOADS
+from shared.errors import IllegalTransition
 from tests.conftest import wait_for_job
 from tests.media import make_clip, make_vfr_clip, probe, walking_faces, write_frames
 from tests.worker.helpers import buckets_of, frame_records, result_files, submit, temp_dirs
@@ -167,6 +168,10 @@ def test_bad_files_fail_with_a_sentence_and_the_worker_stays_up(worker, tmp_path
         assert "internal error" not in done["error"], case
         assert done["result"] is None
         assert result_files(job_id) == [] and not temp_dirs(job_id), case
+        # The file itself is at fault: no retry is offered, and one asked for is refused.
+        assert done["retryable"] is False, case
+        with pytest.raises(IllegalTransition, match="upload a different file"):
+            jobs.retry(job_id)
     assert not any(buckets_of(job_id) for _, job_id, _ in submitted)
     # Still up, and the next good file goes through.
     good = wait_for_job(submit(tmp_path / "good.mp4")["_id"], timeout=120)
