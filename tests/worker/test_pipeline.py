@@ -5,7 +5,6 @@ still images, batching across frames, frame documents, cancel. The mask network 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -120,11 +119,9 @@ def test_cancel_stops_the_loop_and_its_threads(tmp_path, plumbing_models):
         if done == 20:
             raise Cancelled("cancelled by the user")
 
-    started = time.monotonic()
     with pytest.raises(Cancelled):
         run.analyse(src, tmp_path, kind="video", settings=SETTINGS, models=plumbing_models,
                     on_progress=on_progress)
-    assert time.monotonic() - started < 10
     assert seen[-1] == 20
     assert threading.active_count() == before  # decode and encode threads are gone
 

@@ -47,15 +47,12 @@ def test_closing_prefetch_stops_and_closes_the_source():
         finally:
             state["closed"] = True
 
-    gen = prefetch(endless(), maxsize=2)
+    gen = prefetch(endless(), maxsize=2, name="prefetch-closing")
     assert next(gen) == 1
-    started = time.monotonic()
-    gen.close()
-    assert time.monotonic() - started < 1.0
+    gen.close()  # returns once the thread has stopped (pytest-timeout fails a hang)
     assert state["closed"]
-    made = state["made"]
-    time.sleep(0.2)
-    assert state["made"] == made  # the thread is gone, not producing in the background
+    assert not [t for t in threading.enumerate() if t.name == "prefetch-closing"]  # not producing on
+    assert state["made"] <= 1 + 2 + 1  # what was taken, the queue, and the one it was putting
 
 
 class ListSink:
