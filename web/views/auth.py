@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from web import users
+from web import throttle, users
 
 bp = Blueprint("auth", __name__)
 
@@ -79,10 +79,19 @@ def login():
     """Sign in with username and password."""
     form = LoginForm()
     if form.validate_on_submit():
+        wait = throttle.wait_seconds(form.username.data, request.remote_addr)
+        if wait:
+            minutes = max(1, -(-wait // 60))
+            form.password.errors.append(
+                f"Too many failed logins for this account or from this address: try again in "
+                f"{minutes} minute{'s' if minutes > 1 else ''}.")
+            return render_template("auth/login.html", form=form), 429
         user = users.authenticate(form.username.data, form.password.data)
         if user is None:
+            throttle.failed(form.username.data, request.remote_addr)
             form.password.errors.append("Unknown username or wrong password.")
         else:
+            throttle.succeeded(form.username.data)
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")), 303)
     status = 400 if form.errors else 200
