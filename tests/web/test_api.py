@@ -191,7 +191,7 @@ def test_cancel_retry_delete_through_the_api(client, token, alice, worker):
     retried = client.post(f"/api/v1/clips/{jid}/retry", headers=bearer(token))
     assert retried.status_code == 202 and retried.get_json()["status"] == "queued"
     # Retried means queued under the job's own id: the session's worker runs it to a result.
-    assert wait_for_job(jid)["status"] == "succeeded"
+    assert wait_for_job(jid, timeout=120)["status"] == "succeeded"  # an image takes well under a second
     assert client.get(f"/api/v1/clips/{jid}", headers=bearer(token)).get_json()["status"] == "succeeded"
     assert client.delete(f"/api/v1/clips/{jid}", headers=bearer(token)).status_code == 204
     assert client.get(f"/api/v1/clips/{jid}", headers=bearer(token)).status_code == 404
@@ -209,7 +209,7 @@ def test_retry_after_a_failure_runs_the_job_again_to_a_result(client, token, ali
     retried = client.post(f"/api/v1/clips/{jid}/retry", headers=bearer(token))
     assert retried.status_code == 202 and retried.get_json()["status"] == "queued"
     # The retried job is on the queue under its own id: the session's worker runs it to a result.
-    done = wait_for_job(jid)
+    done = wait_for_job(jid, timeout=120)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 1 and done["error"] is None and done["result"]["frames"] == 1
     st = client.get(f"/api/v1/clips/{jid}", headers=bearer(token)).get_json()
