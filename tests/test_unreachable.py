@@ -128,3 +128,54 @@ def test_the_api_answers_503_naming_mongodb_when_it_is_down(broken):
     api = client.get("/api/v1/clips", headers={"Authorization": f"Bearer {token}"})
     assert api.status_code == 503, api.get_data(as_text=True)
     assert api.get_json()["error"] == "service_unavailable" and "MongoDB" in api.get_json()["message"]
+
+
+QUEUE_DOWN = '''
+import io, json, re, sys
+from PIL import Image
+from shared.config import Settings, set_settings
+settings = Settings.from_env()
+set_settings(settings)
+from web import users
+from web.app import create_app
+user = users.create(sys.argv[1], "correct horse battery")
+token, _ = users.create_token(user.id, "t")
+auth = {"Authorization": f"Bearer {token}"}
+buf = io.BytesIO()
+Image.new("RGB", (64, 48), (200, 40, 40)).save(buf, "PNG")
+app = create_app(settings, config={"TESTING": True})
+api = app.test_client()
+up = api.post("/api/v1/clips", data={"file": (io.BytesIO(buf.getvalue()), "a.png")}, headers=auth)
+clip = up.get_json()["clips"][0]
+retry = api.post(f"/api/v1/clips/{clip['id']}/retry", headers=auth)
+web = app.test_client()
+csrf = lambda: re.search(r'name="csrf-token" content="([^"]+)"', web.get("/login").get_data(as_text=True)).group(1)
+web.post("/login", data={"username": sys.argv[1], "password": "correct horse battery", "csrf_token": csrf()})
+form = web.post("/upload", data={"csrf_token": csrf(), "file": (io.BytesIO(buf.getvalue()), "b.png")},
+                follow_redirects=True)
+again = web.post(f"/clips/{clip['id']}/retry", data={"csrf_token": csrf()}, follow_redirects=True)
+print(json.dumps({"upload": [up.status_code, clip], "retry": [retry.status_code, retry.get_json()],
+                  "page": [form.status_code, form.get_data(as_text=True)],
+                  "page_retry": [again.status_code, again.get_data(as_text=True)]}, default=str))
+'''
+
+
+def test_with_redis_down_uploads_and_retries_are_kept_and_say_could_not_be_queued(settings):
+    import json
+    import uuid
+
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0", "CONNECT_TIMEOUT_S": "1"}
+    out = subprocess.run([sys.executable, "-c", QUEUE_DOWN, f"q{uuid.uuid4().hex[:10]}"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    status, clip = seen["upload"]
+    assert status == 201 and clip["status"] == "failed"  # the upload is kept, the job says why
+    assert clip["error"].startswith("could not be queued: the job queue (Redis at"), clip["error"]
+    status, retried = seen["retry"]
+    assert status == 202 and retried["status"] == "failed"
+    assert retried["error"].startswith("could not be queued"), retried["error"]
+    status, page = seen["page"]
+    assert status == 200 and "could not be queued" in page
+    status, page = seen["page_retry"]
+    assert status == 200 and "could not be queued" in page and "is queued again" not in page

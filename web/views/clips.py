@@ -84,8 +84,10 @@ def retry(job_id):
     """Queue a failed or cancelled clip again."""
     clip = store.get_clip(job_id, current_user)
     try:
-        requeue(clip)
-        flash(f"{clip['filename']} is queued again.")
+        job = requeue(clip)
+        # A queue outage fails it again at once: say so rather than "queued".
+        flash(f"{clip['filename']} is queued again." if job["status"] == jobs.QUEUED
+              else f"{clip['filename']}: {job['error']}")
     except IllegalTransition:
         flash(f"{clip['filename']} is {clip['status']}; only failed or cancelled clips can be retried.")
     return redirect(_back(), 303)
