@@ -227,6 +227,23 @@ def test_every_clip_route_is_404_for_another_user(settings, signed_in, bob, vide
     assert jobs.get(video["_id"])["status"] == "succeeded"  # nothing was changed or deleted
 
 
+def test_a_strangers_api_token_gets_404_on_every_clip_route(settings, video):
+    from web import users
+
+    app = create_app(settings, config={"TESTING": True})
+    stranger = users.create(f"eve{video['_id']}", "correct horse battery")
+    token, _ = users.create_token(stranger.id, "eve's script")
+    c = app.test_client()
+    api = [(m, u) for m, u in clip_routes(app, video) if u.startswith("/api/")]
+    assert len(api) >= 10
+    for method, url in api:
+        resp = c.open(url, method=method, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 404 and resp.get_json()["error"] == "not_found", (method, url)
+        assert video["filename"] not in resp.get_data(as_text=True)
+    after = jobs.get(video["_id"])
+    assert after["status"] == "succeeded"  # nothing was cancelled, retried or deleted
+
+
 def test_every_clip_route_needs_a_login(settings, video):
     app = create_app(settings, config={"TESTING": True})
     c = app.test_client()
