@@ -56,25 +56,36 @@ def test_every_container_and_codec_gives_browser_h264(tmp_path, plumbing_models,
     assert outcome.output_type == "video/mp4" and outcome.thumbnail_path.stat().st_size > 0
 
 
-def test_phone_clip_is_turned_upright(tmp_path, plumbing_models):
+# clockwise turn a player applies -> (the rotation reported, ffmpeg's counter-clockwise convention;
+# the upright size; where the stored top-left block must end up, as (rows, columns) predicates)
+TURNS = {
+    90: (270, (240, 320), lambda ys, xs: ys.mean() < 80 and xs.mean() > 160),  # top-right
+    180: (180, (320, 240), lambda ys, xs: ys.mean() > 160 and xs.mean() > 240),  # bottom-right
+    270: (90, (240, 320), lambda ys, xs: ys.mean() > 240 and xs.mean() < 80),  # bottom-left
+}
+
+
+@pytest.mark.parametrize("clockwise", sorted(TURNS))
+def test_phone_clip_is_turned_upright(tmp_path, plumbing_models, clockwise):
+    rotation, size, in_place = TURNS[clockwise]
     marked = []
     for _ in range(6):
         img = np.zeros((240, 320, 3), np.uint8)
         img[:60, :80] = (0, 0, 255)  # a red block in the stored picture's top-left corner
         marked.append(img)
-    src = set_display_rotation(write_frames(tmp_path / "phone.mp4", marked), 90)
+    src = set_display_rotation(write_frames(tmp_path / "phone.mp4", marked), clockwise)
     outcome, docs = analyse(src, tmp_path, plumbing_models)
     s = outcome.summary
-    assert (s["width"], s["height"], s["rotation"]) == (240, 320, 270)
+    assert (s["width"], s["height"], s["rotation"]) == (*size, rotation)
     info = probe(outcome.output_path)
-    assert (info["width"], info["height"]) == (240, 320)
+    assert (info["width"], info["height"]) == size
     import av
 
     with av.open(str(outcome.output_path)) as c:
         first = next(c.decode(video=0)).to_ndarray(format="bgr24")
     ys, xs = np.nonzero((first[:, :, 2] > 150) & (first[:, :, 1] < 100))
-    # Turned clockwise for display, as players do: the block is now in the top-right corner.
-    assert ys.mean() < 80 and xs.mean() > 160
+    # Turned clockwise for display, as players do.
+    assert len(ys) > 0 and in_place(ys, xs), (ys.mean(), xs.mean())
 
 
 def test_variable_frame_rate_keeps_every_frame_at_its_time(tmp_path, plumbing_models):
