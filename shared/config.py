@@ -51,6 +51,7 @@ class Settings:
     session_cookie_secure: bool = False  # SESSION_COOKIE_SECURE: Secure cookies even on plain HTTP requests
     proxy_fix_hops: int = 0  # PROXY_FIX_HOPS: reverse proxies trusted for X-Forwarded-Proto/For/Host
     session_hours: int = 12  # SESSION_HOURS: how long a login lasts
+    stalled_after_s: int = 90  # STALLED_AFTER_S: a running job without a heartbeat this long is re-queued
     extra: dict = field(default_factory=dict)  # not from the environment: test overrides
 
     @property
@@ -93,6 +94,7 @@ class Settings:
             session_cookie_secure=env.get("SESSION_COOKIE_SECURE", "").lower() in ("1", "true", "yes"),
             proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", cls.proxy_fix_hops),
             session_hours=_int(env, "SESSION_HOURS", cls.session_hours),
+            stalled_after_s=_int(env, "STALLED_AFTER_S", cls.stalled_after_s),
         )
 
     def replace(self, **changes) -> Settings:

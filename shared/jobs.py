@@ -21,7 +21,7 @@ STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 ALLOWED = {
     QUEUED: {RUNNING, CANCELLED, FAILED},  # failed: it could not be queued
-    RUNNING: {RUNNING, SUCCEEDED, FAILED, CANCELLED},
+    RUNNING: {RUNNING, SUCCEEDED, FAILED, CANCELLED, QUEUED},  # queued: its worker stopped (stalled)
     FAILED: {QUEUED},
     CANCELLED: {QUEUED},
     SUCCEEDED: set(),
@@ -116,17 +116,30 @@ def _transition(job_id, to: str, *, extra_filter: dict | None = None, set_: dict
 def claim(job_id, worker: str) -> dict:
     """Start (or restart after a lost worker) a job; returns it with a fresh run_id for this attempt."""
     job = get(job_id)
-    if job["status"] == RUNNING and job["attempts"] >= MAX_ATTEMPTS:
+    lost = job["status"] == RUNNING or (job["status"] == QUEUED and job.get("stalled_at"))
+    if lost and job["attempts"] >= MAX_ATTEMPTS:
         fail(job_id, job["run_id"], f"the worker stopped {job['attempts']} times while processing "
                                     "this file; it was not retried again")
         raise IllegalTransition(f"job {job_id} failed after {job['attempts']} attempts")
     return _transition(
         job_id,
         RUNNING,
+        extra_filter={"status": {"$in": [QUEUED, RUNNING]}},
         set_={"run_id": uuid.uuid4().hex, "worker": worker, "started_at": now(), "progress": 0.0,
-              "eta_s": None, "error": None},
+              "eta_s": None, "error": None, "note": None},
         inc={"attempts": 1},
     )
+
+
+def stall(job_id, run_id: str, note: str) -> dict:
+    """Put a running job whose worker stopped (no heartbeat) back in the queue, saying so.
+
+    Guarded by the stalled attempt's run_id: an attempt that is alive after all, or a newer one,
+    is never touched. Queued again, it can be cancelled or deleted like any queued job; the attempt
+    count stays, so a file that keeps killing workers still fails after MAX_ATTEMPTS.
+    """
+    return _transition(job_id, QUEUED, extra_filter={"status": RUNNING, "run_id": run_id},
+                       set_={"note": note, "stalled_at": now(), "eta_s": None})
 
 
 def progress(job_id, run_id: str, fraction: float, eta_s: float | None, **fields) -> bool:
@@ -206,8 +219,9 @@ def retry(job_id) -> dict:
         raise IllegalTransition("this file cannot be analysed, so retrying would fail the same way; "
                                 "upload a different file")
     return _transition(
-        job_id, QUEUED,
-        set_={"progress": 0.0, "eta_s": None, "error": None, "cancel_requested": False,
+        job_id, QUEUED, extra_filter={"status": {"$in": [FAILED, CANCELLED]}},
+        set_={"progress": 0.0, "eta_s": None, "error": None, "cancel_requested": False, "note": None,
+              "stalled_at": None,
               "finished_at": None, "result": None, "attempts": 0, "run_id": None},
     )
 
@@ -222,6 +236,7 @@ def delete(job_id) -> None:
         raise IllegalTransition(f"job {job_id} is running; cancel it before deleting")
     result_docs.delete_outputs(job)
     storage.delete(UPLOADS, job["input_id"])
+    get_db().heartbeats.delete_one({"_id": str(job["_id"])})  # a dead attempt's last beat, if any
     get_db().jobs.delete_one({"_id": job["_id"], "status": {"$ne": RUNNING}})
 
 

@@ -26,6 +26,7 @@ from shared.celery_app import PROCESS_JOB, app
 from shared.config import get_settings
 from shared.db import RESULTS, UPLOADS
 from shared.errors import BadInput, Cancelled, IllegalTransition, NotFound, ServiceUnavailable
+from worker.heartbeat import Heartbeat
 from worker.pipeline import run
 from worker.pipeline.threads import BackgroundWriter
 from worker.progress import Progress
@@ -46,6 +47,14 @@ def process_job(self, job_id: str) -> str:
     except (NotFound, IllegalTransition) as e:
         log.warning("job %s not run: %s", job_id, e)  # deleted, cancelled or already done
         return "skipped"
+    # Beats while this attempt lives: recovery re-queues the job within STALLED_AFTER_S if it stops.
+    with Heartbeat(job["_id"], job["run_id"], worker=job.get("worker") or WORKER_NAME,
+                   every_s=max(1.0, get_settings().stalled_after_s / 6)):
+        return _attempt(job_id, job)
+
+
+def _attempt(job_id: str, job: dict) -> str:
+    """Run one claimed attempt and record its outcome (the only place that catches)."""
     run_id = job["run_id"]
     workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{job['_id']}-"))
     try:

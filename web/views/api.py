@@ -84,7 +84,8 @@ def clip_json(job: dict) -> dict:
     out = {
         "id": jid, "filename": job.get("filename"), "kind": job.get("kind"), "status": job.get("status"),
         "progress": job.get("progress"), "eta_s": job.get("eta_s"), "frames_done": job.get("frames_done"),
-        "error": job.get("error"), "retryable": job.get("retryable") is not False,
+        "error": job.get("error"), "note": job.get("note"),
+        "retryable": job.get("retryable") is not False,
         "size": job.get("size"), "content_type": job.get("content_type"),
         "owner": job.get("owner"), "created_at": job.get("created_at"),
         "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
