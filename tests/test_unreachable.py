@@ -150,7 +150,8 @@ clip = up.get_json()["clips"][0]
 retry = api.post(f"/api/v1/clips/{clip['id']}/retry", headers=auth)
 web = app.test_client()
 def csrf():
-    return re.search(r'name="csrf-token" content="([^"]+)"', web.get("/login").get_data(as_text=True)).group(1)
+    page = web.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 web.post("/login", data={"username": sys.argv[1], "password": "correct horse battery", "csrf_token": csrf()})
 form = web.post("/upload", data={"csrf_token": csrf(), "file": (io.BytesIO(buf.getvalue()), "b.png")},
