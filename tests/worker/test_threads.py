@@ -94,9 +94,22 @@ def test_background_writer_surfaces_the_sinks_error():
 
 
 def test_background_writer_drops_the_queue_when_the_caller_fails():
-    sink = ListSink(delay=0.05)
+    class Stuck(ListSink):
+        """The first write lasts until the writer is aborted: what is queued behind it must be dropped."""
+
+        started = threading.Event()
+
+        def write(self, x, pts=None):
+            if not self.items:
+                self.started.set()
+                assert w._abort.wait(60)  # released by the caller's failure, whatever the machine's speed
+            super().write(x, pts)
+
+    sink = Stuck()
     with pytest.raises(KeyError), BackgroundWriter(sink, maxsize=8) as w:
-        for i in range(8):
+        w.write(0)
+        assert sink.started.wait(60)
+        for i in range(1, 8):
             w.write(i)
         raise KeyError("cancelled")
-    assert len(sink.items) < 8 and sink.exited is KeyError
+    assert [x for x, _, _ in sink.items] == [0] and sink.exited is KeyError
