@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from shared.config import Settings
-from shared.errors import Cancelled
+from shared.errors import BadInput, Cancelled
 from tests.media import (
     frame_times,
     make_clip,
@@ -164,3 +164,27 @@ def test_large_frames_are_scaled_down_to_the_output_cap(tmp_path, plumbing_model
     assert (outcome.summary["output_width"], outcome.summary["output_height"]) == (640, 360)
     # The analysis saw the full frames: boxes and sizes are in input pixels.
     assert (outcome.summary["width"], outcome.summary["height"]) == (1280, 720)
+
+
+def test_settings_from_the_environment_set_the_limits_and_the_encoder(tmp_path, plumbing_models):
+    env = {"MAX_PIXELS": "50000", "MAX_VIDEO_SECONDS": "60", "X264_PRESET": "ultrafast"}
+    settings = Settings.from_env(env)
+    clip = make_clip(tmp_path / "vga.mp4", frames=6, size=(320, 240))  # 76,800 pixels a frame
+    with pytest.raises(BadInput, match=r"the video is 320x240 pixels; .* up to 50,000 pixels per frame"):
+        analyse(clip, tmp_path, plumbing_models, settings=settings)
+    photo = tmp_path / "big.png"
+    cv2.imwrite(str(photo), np.zeros((240, 320, 3), np.uint8))
+    with pytest.raises(BadInput, match=r"up to 50,000 pixels"):
+        analyse(photo, tmp_path, plumbing_models, settings=settings, kind="image")
+    long = make_vfr_clip(tmp_path / "long.mp4", [0.0, 0.04, 90.0])
+    with pytest.raises(BadInput, match="the video lasts 2 minutes; the limit is 1 minutes"):
+        analyse(long, tmp_path, plumbing_models, settings=settings)
+    # Within the limits the annotated output is encoded with the preset asked for (x264 writes its
+    # options into the stream: subme=0 is ultrafast's, the default veryfast's is subme=2).
+    small = make_clip(tmp_path / "small.mp4", frames=6, size=(160, 120))
+    for d in ("fast", "default"):
+        (tmp_path / d).mkdir()
+    fast, _ = analyse(small, tmp_path / "fast", plumbing_models, settings=settings)
+    default, _ = analyse(small, tmp_path / "default", plumbing_models, settings=Settings.from_env({}))
+    assert b"subme=0 " in fast.output_path.read_bytes()
+    assert b"subme=2 " in default.output_path.read_bytes()
