@@ -17,8 +17,8 @@ from shared import jobs, storage
 from shared.db import RESULTS, UPLOADS
 from shared.errors import IllegalTransition
 from tests.conftest import wait_for_job
-from tests.media import make_clip, make_vfr_clip, probe, walking_faces, write_frames
-from tests.worker.helpers import buckets_of, frame_records, result_files, submit, temp_dirs
+from tests.media import make_clip, make_vfr_clip, probe
+from tests.worker.helpers import buckets_of, frame_records, long_clip, result_files, submit, temp_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def test_a_killed_pool_process_redelivers_and_ends_with_one_set_of_everything(worker, asset, tmp_path, mongo):
-    crops = asset("mask_crops") / "without_mask"
-    faces = [cv2.imread(str(crops / f"without_mask_000{i}.jpg")) for i in (1, 2)]
-    # 1,200 frames: the kill after the first bucket (frame 500) leaves 700 frames to go, so the first
-    # attempt is still running however fast the machine.
-    frames = (f for f, _ in walking_faces(faces, frames=1200, size=(384, 216), face_px=70, step=0.5))
-    src = write_frames(tmp_path / "kill_me.mp4", frames)
+    src = long_clip(tmp_path / "kill_me.mp4")
     job = submit(src)
     # Killed once the first attempt has stored its first bucket (frames 0-499).
     wait_until(lambda: buckets_of(job["_id"]), 240, "a bucket stored")
@@ -106,6 +101,34 @@ def test_a_cancel_while_the_outputs_are_stored_ends_cancelled_with_nothing_kept(
     assert done["status"] == "cancelled" and done["result"] is None
     assert done["error"] == "cancelled by the user"
     assert result_files(job["_id"]) == [] and buckets_of(job["_id"]) == []
+
+
+def test_a_transient_database_fault_is_retried_and_the_job_succeeds(tmp_path, mongo, monkeypatch):
+    from pymongo.errors import AutoReconnect
+
+    from worker.tasks import process_job
+
+    photo = tmp_path / "blip.jpg"
+    cv2.imwrite(str(photo), np.random.default_rng(4).integers(0, 256, (240, 320, 3), np.uint8))
+    with open(photo, "rb") as f:
+        fid = storage.put(UPLOADS, f, photo.name, content_type="image/jpeg")
+    job = jobs.create(owner="tester", filename=photo.name, kind="image", input_id=fid,
+                      size=photo.stat().st_size, content_type="image/jpeg")
+    real_save_to, faults = storage.save_to, []
+
+    def blip_once(*args, **kwargs):
+        # The database drops the connection once while the upload is fetched (a failover, say).
+        if not faults:
+            faults.append(1)
+            raise AutoReconnect("connection reset by peer")
+        return real_save_to(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "save_to", blip_once)
+    # Eager here, so Celery's automatic retry runs at once in this process instead of after a backoff.
+    assert process_job.apply(args=[str(job["_id"])]).get() == "succeeded"
+    done = jobs.get(job["_id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 2 and faults == [1]
+    assert [f["metadata"]["role"] for f in result_files(job["_id"])].count("annotated") == 1
 
 
 def _audio_only(path: Path) -> Path:
