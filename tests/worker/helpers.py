@@ -65,3 +65,17 @@ def persons_of(job: dict) -> list[dict]:
 def bins_of(job: dict, unit: str = "second") -> list[dict]:
     """The stored chart bins of a finished job."""
     return json.loads(result_docs.text(result_docs.BINS, result_docs.bins_id(job["_id"], unit)))
+
+
+def long_clip(path: Path) -> Path:
+    """A 1,200-frame clip of two faces walking (384x216): long enough that a job killed after its
+    first 500-frame bucket still had most of its work to do, however fast the machine."""
+    import cv2
+
+    from shared.assets import asset_path
+    from tests.media import walking_faces, write_frames
+
+    crops = asset_path("mask_crops") / "without_mask"
+    faces = [cv2.imread(str(crops / f"without_mask_000{i}.jpg")) for i in (1, 2)]
+    frames = (f for f, _ in walking_faces(faces, frames=1200, size=(384, 216), face_px=70, step=0.5))
+    return write_frames(path, frames)

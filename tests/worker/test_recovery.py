@@ -9,15 +9,14 @@ import signal
 import time
 from datetime import timedelta
 
-import cv2
 import pytest
 
 from shared import jobs, storage
 from shared.config import get_settings, set_settings
 from shared.db import UPLOADS, get_db
 from tests.conftest import wait_for_job
-from tests.media import probe, walking_faces, write_frames
-from tests.worker.helpers import buckets_of, frame_records, result_files, submit
+from tests.media import probe
+from tests.worker.helpers import buckets_of, frame_records, long_clip, result_files, submit
 from worker import recovery
 from worker.heartbeat import HEARTBEATS, Heartbeat
 
@@ -103,11 +102,8 @@ def test_a_file_that_keeps_killing_workers_fails_after_three_attempts(quick_stal
 
 
 @pytest.mark.slow
-def test_a_whole_worker_killed_mid_job_is_recovered_by_its_heartbeat(worker, asset, tmp_path, quick_stall):
-    crops = asset("mask_crops") / "without_mask"
-    faces = [cv2.imread(str(crops / f"without_mask_000{i}.jpg")) for i in (1, 2)]
-    frames = (f for f, _ in walking_faces(faces, frames=1200, size=(384, 216), face_px=70, step=0.5))
-    src = write_frames(tmp_path / "machine_dies.mp4", frames)
+def test_a_whole_worker_killed_mid_job_is_recovered_by_its_heartbeat(worker, tmp_path, quick_stall):
+    src = long_clip(tmp_path / "machine_dies.mp4")
     job = submit(src)
     deadline = time.monotonic() + 240
     while not buckets_of(job["_id"]):  # killed once the first bucket is stored: mid-job
