@@ -252,6 +252,30 @@ def test_admin_token_sees_everyone(client, admin, video):
     assert str(video["_id"]) not in client.get("/api/v1/clips", headers=bearer(t2)).get_data(as_text=True)
 
 
+def test_an_admin_can_cancel_and_delete_someone_elses_clip(client, admin, alice, signed_in):
+    data = png(size=(320, 240))
+    fid = storage.put(UPLOADS, io.BytesIO(data), "a.png", content_type="image/png")
+    job = jobs.create(owner=alice.id, filename="a.png", kind="image", input_id=fid, size=len(data),
+                      content_type="image/png")  # not enqueued: no worker can take it meanwhile
+    jid = str(job["_id"])
+    t, _ = users.create_token(admin.id, "admin writes")
+    cancelled = client.post(f"/api/v1/clips/{jid}/cancel", headers=bearer(t))
+    assert cancelled.status_code == 202 and cancelled.get_json()["status"] == "cancelled"
+    assert jobs.get(jid)["status"] == "cancelled"
+    assert client.delete(f"/api/v1/clips/{jid}", headers=bearer(t)).status_code == 204
+    assert get_db().jobs.count_documents({"_id": job["_id"]}) == 0
+    assert get_db()[f"{UPLOADS}.files"].count_documents({"_id": fid}) == 0
+    # And through the pages, with the admin's session.
+    fid2 = storage.put(UPLOADS, io.BytesIO(data), "b.png", content_type="image/png")
+    other = jobs.create(owner=alice.id, filename="b.png", kind="image", input_id=fid2, size=len(data),
+                        content_type="image/png")
+    c = signed_in(admin)
+    assert c.post(f"/clips/{other['_id']}/cancel", data={"csrf_token": c.csrf}).status_code == 303
+    assert jobs.get(other["_id"])["status"] == "cancelled"
+    assert c.post(f"/clips/{other['_id']}/delete", data={"csrf_token": c.csrf}).status_code == 303
+    assert get_db().jobs.count_documents({"_id": other["_id"]}) == 0
+
+
 def test_openapi_documents_exactly_the_routes(settings, client):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
