@@ -71,7 +71,7 @@ def _attempt(job_id: str, job: dict) -> str:
         _discard(job, run_id)
         limit = get_settings().job_time_limit_s
         return _confirm(jobs.fail, job_id, run_id,
-                        f"processing took longer than the {limit // 60}-minute limit", state=jobs.FAILED)
+                        f"processing took longer than the {_duration(limit)} limit", state=jobs.FAILED)
     except TRANSIENT:
         raise  # retried by Celery; the redelivered attempt starts clean
     except Exception as e:  # noqa: BLE001 - the worker must survive anything a file can trigger
@@ -92,6 +92,11 @@ def _attempt(job_id: str, job: dict) -> str:
         _discard(job, run_id)
         raise
     return jobs.SUCCEEDED
+
+
+def _duration(seconds: int) -> str:
+    """'360-minute' for the limit's sentence; '90-second' under two minutes (not '1-minute' for 119 s)."""
+    return f"{seconds // 60}-minute" if seconds >= 120 else f"{seconds}-second"
 
 
 def _confirm(change, job_id, run_id: str, *args, state: str) -> str:

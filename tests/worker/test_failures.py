@@ -131,6 +131,36 @@ def test_a_transient_database_fault_is_retried_and_the_job_succeeds(tmp_path, mo
     assert [f["metadata"]["role"] for f in result_files(job["_id"])].count("annotated") == 1
 
 
+def test_the_soft_time_limit_fails_the_job_with_a_sentence_and_keeps_nothing(tmp_path, mongo, monkeypatch):
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.conftest import ARTIFACTS, ROOT, RUN_TAG, WorkerProcess
+
+    # A worker of its own, with a 1-second limit, on a Redis database no other test worker reads.
+    r = urlsplit(os.environ["REDIS_URL"])
+    monkeypatch.setenv("REDIS_URL", urlunsplit(r._replace(path=f"/{int(r.path.strip('/')) % 15 + 1}")))
+    monkeypatch.setenv("JOB_TIME_LIMIT_S", "1")
+    src = make_clip(tmp_path / "slow.mp4", frames=6000, size=(160, 120))  # far more than a second's work
+    with open(src, "rb") as f:
+        fid = storage.put(UPLOADS, f, src.name, content_type="video/mp4")
+    job = jobs.create(owner="tester", filename=src.name, kind="video", input_id=fid,
+                      size=src.stat().st_size, content_type="video/mp4")
+    limited = WorkerProcess(ARTIFACTS / "logs" / f"worker-{RUN_TAG}-limit.log")
+    limited.start()
+    try:
+        send = ("from shared.celery_app import PROCESS_JOB, enqueue\n"
+                f"enqueue(PROCESS_JOB, {str(job['_id'])!r})")
+        subprocess.run([sys.executable, "-c", send], cwd=ROOT, env=os.environ.copy(), check=True, timeout=60)
+        done = wait_for_job(job["_id"], timeout=300)
+    finally:
+        limited.stop()
+    assert done["status"] == "failed", done
+    assert done["error"] == "processing took longer than the 1-second limit"
+    assert buckets_of(job["_id"]) == [] and result_files(job["_id"]) == [] and not temp_dirs(job["_id"])
+
+
 def _audio_only(path: Path) -> Path:
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("aac", rate=44100)
