@@ -9,6 +9,7 @@ import pytest
 
 from shared import jobs, storage
 from shared.db import RESULTS, UPLOADS, get_db
+from tests.conftest import wait_for_job
 from tests.media import make_clip
 from tests.web.conftest import csrf_of, login, new_app
 from tests.web.seed import jpeg, seed_clip
@@ -53,7 +54,7 @@ def test_row_fragment_is_the_owners_only(signed_in, alice, bob, video):
     assert signed_in(bob).get(f"/clips/{video['_id']}/row").status_code == 404
 
 
-def test_form_upload_streams_into_gridfs_and_queues_a_job(signed_in, alice, clip_bytes):
+def test_form_upload_streams_into_gridfs_and_queues_a_job(signed_in, alice, clip_bytes, worker):
     c = signed_in(alice)
     data = {"csrf_token": c.csrf, "file": (io.BytesIO(clip_bytes), "cams/door 1.mp4")}
     resp = c.post("/upload", data=data, content_type="multipart/form-data")
@@ -62,7 +63,9 @@ def test_form_upload_streams_into_gridfs_and_queues_a_job(signed_in, alice, clip
     job = jobs.get(job_id)
     assert job["owner"] == alice.id and job["filename"] == "cams/door 1.mp4"  # the folder upload's path
     assert job["kind"] == "video" and job["content_type"] == "video/mp4" and job["size"] == len(clip_bytes)
-    assert job["status"] in ("queued", "running", "failed", "succeeded")
+    # Queued under its own id: the session's worker takes it and runs it to a result.
+    done = wait_for_job(job_id, timeout=240)
+    assert done["status"] == "succeeded" and done["result"]["frames"] == 12, done["error"]
     with storage.open_file(UPLOADS, job["input_id"]) as f:
         assert f.read() == clip_bytes
     page = c.get(resp.headers["Location"]).get_data(as_text=True)
