@@ -3,7 +3,7 @@
 A stage between classification and annotation. It looks `lag` frames ahead: every track's
 evidence (frames, best and mean detector confidence) is gathered as frames arrive, and a frame leaves
 the stage `lag` frames later, when its tracks have been judged on what followed too. Faces of a track
-that is not (yet) a person leave labelled REJECTED: kept in the frame data, drawn faintly, never in
+that is not (yet) a person leave labelled REJECTED: kept in the frame data, not drawn, never in
 the counts or the people. A track once accepted stays accepted.
 """
 
