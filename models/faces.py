@@ -25,8 +25,9 @@ class Faces:
 
     xyxy: (N, 4) float32 pixel box x1, y1, x2, y2 in the frame; score: (N,) detector confidence;
     landmarks: (N, 5, 2) float32 pixels (eyes, nose, mouth corners) or zeros; probs: (N, 3) float32
-    class probabilities in LABELS order (NaN until classified); label: (N,) int8 in LABELS or -1;
-    track_id: (N,) int32, -1 until tracked.
+    class probabilities in LABELS order (NaN until classified); label: (N,) int8 in LABELS, -1
+    (unknown) or -2 (rejected); track_id: (N,) int32, -1 until tracked; quality: (N,) float32
+    visibility in [0, 1] (models.rules.face_quality; NaN until labelled).
     """
 
     xyxy: np.ndarray
@@ -35,6 +36,7 @@ class Faces:
     probs: np.ndarray = field(default=None)
     label: np.ndarray = field(default=None)
     track_id: np.ndarray = field(default=None)
+    quality: np.ndarray = field(default=None)
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
@@ -48,7 +50,9 @@ class Faces:
             self.label = np.full(n, UNKNOWN, np.int8)
         if self.track_id is None:
             self.track_id = np.full(n, -1, np.int32)
-        for name in ("landmarks", "probs", "label", "track_id"):
+        if self.quality is None:
+            self.quality = np.full(n, np.nan, np.float32)
+        for name in ("landmarks", "probs", "label", "track_id", "quality"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"Faces.{name} has {len(getattr(self, name))} rows, xyxy has {n}")
 
@@ -69,6 +73,7 @@ class Faces:
             probs=self.probs[index],
             label=self.label[index],
             track_id=self.track_id[index],
+            quality=self.quality[index],
         )
 
     @property

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from werkzeug.serving import make_server
 
 from tests.web.seed import seed_clip
 from web import users
@@ -18,6 +22,19 @@ CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 def new_app(settings, **config):
     """A fresh app on the test settings (TESTING on, CSRF on as in production)."""
     return create_app(settings, config={"TESTING": True, **config})
+
+
+@contextmanager
+def served(app) -> Iterator[int]:
+    """The app on a free loopback port in a thread (threaded: a player opens several connections)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from tests.conftest import wait_for_job
 from tests.media import make_clip
 from tests.web.conftest import unique
 from tests.web.seed import png, seed_clip
+from tests.worker.helpers import stored_job
 from web import users
 from web.app import create_app
 
@@ -116,9 +117,7 @@ def test_frames_are_paged_by_frame_number(client, token, video):
 
 
 def test_results_of_a_queued_clip_are_409(client, token, alice):
-    fid = storage.put(UPLOADS, io.BytesIO(b"x" * 10), "q.mp4", content_type="video/mp4")
-    job = jobs.create(owner=alice.id, filename="q.mp4", kind="video", input_id=fid, size=10,
-                      content_type="video/mp4")
+    job = stored_job(b"x" * 10, "q.mp4", owner=alice.id)
     for path in ("results", "frames", "bins", "persons", "download/frames.csv"):
         resp = client.get(f"/api/v1/clips/{job['_id']}/{path}", headers=bearer(token))
         assert resp.status_code == 409 and resp.get_json()["error"] == "not_ready", path
@@ -157,9 +156,7 @@ def test_upload_through_the_api_multipart_and_raw(client, token, alice, tmp_path
 
 def test_session_writes_to_the_api_need_the_csrf_header(signed_in, alice):
     c = signed_in(alice)
-    fid = storage.put(UPLOADS, io.BytesIO(b"x" * 10), "q.mp4", content_type="video/mp4")
-    job = jobs.create(owner=alice.id, filename="q.mp4", kind="video", input_id=fid, size=10,
-                      content_type="video/mp4")
+    job = stored_job(b"x" * 10, "q.mp4", owner=alice.id)
     refused = c.post(f"/api/v1/clips/{job['_id']}/cancel")
     assert refused.status_code == 400 and refused.get_json()["error"] == "csrf_failed"
     assert jobs.get(job["_id"])["status"] == "queued"
@@ -180,9 +177,8 @@ def wait_until(predicate, timeout: float = 300):
 
 def test_cancel_retry_delete_through_the_api(client, token, alice, worker):
     data = png(size=(320, 240))
-    fid = storage.put(UPLOADS, io.BytesIO(data), "q.png", content_type="image/png")
-    job = jobs.create(owner=alice.id, filename="q.png", kind="image", input_id=fid, size=len(data),
-                      content_type="image/png")
+    job = stored_job(data, "q.png", owner=alice.id)
+    fid = job["input_id"]
     jid = str(job["_id"])
     cancelled = client.post(f"/api/v1/clips/{jid}/cancel", headers=bearer(token))
     assert cancelled.status_code == 202 and cancelled.get_json()["status"] == "cancelled"
@@ -200,9 +196,7 @@ def test_cancel_retry_delete_through_the_api(client, token, alice, worker):
 
 def test_retry_after_a_failure_runs_the_job_again_to_a_result(client, token, alice, worker):
     data = png(size=(320, 240))
-    fid = storage.put(UPLOADS, io.BytesIO(data), "r.png", content_type="image/png")
-    job = jobs.create(owner=alice.id, filename="r.png", kind="image", input_id=fid, size=len(data),
-                      content_type="image/png")
+    job = stored_job(data, "r.png", owner=alice.id)
     jid = str(job["_id"])
     run = jobs.claim(jid, "an earlier worker")
     jobs.fail(jid, run["run_id"], "the worker ran out of disk")  # a failure the user may retry
@@ -254,9 +248,8 @@ def test_admin_token_sees_everyone(client, admin, video):
 
 def test_an_admin_can_cancel_and_delete_someone_elses_clip(client, admin, alice, signed_in):
     data = png(size=(320, 240))
-    fid = storage.put(UPLOADS, io.BytesIO(data), "a.png", content_type="image/png")
-    job = jobs.create(owner=alice.id, filename="a.png", kind="image", input_id=fid, size=len(data),
-                      content_type="image/png")  # not enqueued: no worker can take it meanwhile
+    job = stored_job(data, "a.png", owner=alice.id)
+    fid = job["input_id"]  # not enqueued: no worker can take it meanwhile
     jid = str(job["_id"])
     t, _ = users.create_token(admin.id, "admin writes")
     cancelled = client.post(f"/api/v1/clips/{jid}/cancel", headers=bearer(t))
@@ -266,9 +259,7 @@ def test_an_admin_can_cancel_and_delete_someone_elses_clip(client, admin, alice,
     assert get_db().jobs.count_documents({"_id": job["_id"]}) == 0
     assert get_db()[f"{UPLOADS}.files"].count_documents({"_id": fid}) == 0
     # And through the pages, with the admin's session.
-    fid2 = storage.put(UPLOADS, io.BytesIO(data), "b.png", content_type="image/png")
-    other = jobs.create(owner=alice.id, filename="b.png", kind="image", input_id=fid2, size=len(data),
-                        content_type="image/png")
+    other = stored_job(data, "b.png", owner=alice.id)
     c = signed_in(admin)
     assert c.post(f"/clips/{other['_id']}/cancel", data={"csrf_token": c.csrf}).status_code == 303
     assert jobs.get(other["_id"])["status"] == "cancelled"

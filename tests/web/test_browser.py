@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import base64
 import csv
-import threading
 import time
 import uuid
 
 import pytest
-from werkzeug.serving import make_server
 
 from shared import jobs
 from tests.conftest import ARTIFACTS
-from tests.web.conftest import PASSWORD, new_app
+from tests.web.conftest import PASSWORD, new_app, served
 from tests.web.seed import jpeg
 
 SHOTS = ARTIFACTS / "screenshots"
@@ -36,14 +34,10 @@ class LiveServer(str):
 def live_server(settings):
     """The app on a free loopback port, in a thread (threaded: the player opens several connections)."""
     app = new_app(settings.replace(secret_key=uuid.uuid4().hex))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = LiveServer(f"http://127.0.0.1:{server.server_port}")
-    url.app = app
-    yield url
-    server.shutdown()
-    thread.join(10)
+    with served(app) as port:
+        url = LiveServer(f"http://127.0.0.1:{port}")
+        url.app = app
+        yield url
 
 
 @pytest.fixture

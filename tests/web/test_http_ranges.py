@@ -5,16 +5,14 @@ from __future__ import annotations
 import http.client
 import io
 import re
-import threading
 import uuid
 from urllib.parse import urlencode
 
 import pytest
-from werkzeug.serving import make_server
 
 from shared import jobs, storage
 from shared.db import UPLOADS
-from tests.web.conftest import PASSWORD, new_app
+from tests.web.conftest import PASSWORD, new_app, served
 from web import users
 
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -52,13 +50,8 @@ class Http:
 @pytest.fixture
 def server(settings):
     """The app on a free loopback port, in a thread."""
-    app = new_app(settings.replace(secret_key=uuid.uuid4().hex))
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv.server_port
-    srv.shutdown()
-    thread.join(10)
+    with served(new_app(settings.replace(secret_key=uuid.uuid4().hex))) as port:
+        yield port
 
 
 @pytest.fixture

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from shared.db import UPLOADS, get_db
 from tests.media import make_clip
-from tests.web.conftest import new_app
+from tests.web.conftest import new_app, served
 from web import users
 
 
 @pytest.fixture
 def server(settings):
     """The app on a free loopback port in a thread: a real socket, so a client can stop mid-body."""
-    srv = make_server("127.0.0.1", 0, new_app(settings), threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv.server_port
-    srv.shutdown()
-    thread.join(10)
+    with served(new_app(settings)) as port:
+        yield port
 
 
 def raw_upload(port: int, token: str, body: bytes, *, declared: int, headers: dict | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -15,15 +16,28 @@ CONTENT_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/
                  ".jpg": "image/jpeg", ".png": "image/png"}
 
 
+def stored_job(data: bytes | Path, filename: str, *, owner: str = "tester", kind: str | None = None) -> dict:
+    """Store bytes (or a file) in GridFS and create its job, not queued; the job.
+
+    kind defaults to "image" for image names and "video" otherwise; the type follows the name.
+    """
+    ctype = CONTENT_TYPES.get(Path(filename).suffix.lower(), "application/octet-stream")
+    kind = kind or ("image" if ctype.startswith("image/") else "video")
+    if isinstance(data, Path):
+        with open(data, "rb") as f:
+            file_id = storage.put(UPLOADS, f, filename, content_type=ctype)
+        size = data.stat().st_size
+    else:
+        file_id = storage.put(UPLOADS, io.BytesIO(data), filename, content_type=ctype)
+        size = len(data)
+    return jobs.create(owner=owner, filename=filename, kind=kind, input_id=file_id, size=size,
+                       content_type=ctype)
+
+
 def submit(path: Path, *, kind: str = "video", filename: str | None = None) -> dict:
     """Store a file in GridFS, create its job and queue it by name, as the web does; the job."""
     path = Path(path)
-    name = filename or path.name
-    ctype = CONTENT_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
-    with open(path, "rb") as f:
-        file_id = storage.put(UPLOADS, f, name, content_type=ctype)
-    job = jobs.create(owner="tester", filename=name, kind=kind, input_id=file_id,
-                      size=path.stat().st_size, content_type=ctype)
+    job = stored_job(path, filename or path.name, kind=kind)
     enqueue(PROCESS_JOB, str(job["_id"]))
     return job
 

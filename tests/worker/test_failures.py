@@ -14,11 +14,19 @@ import numpy as np
 import pytest
 
 from shared import jobs, storage
-from shared.db import RESULTS, UPLOADS
+from shared.db import RESULTS
 from shared.errors import IllegalTransition
 from tests.conftest import wait_for_job
 from tests.media import make_clip, make_vfr_clip, probe
-from tests.worker.helpers import buckets_of, frame_records, long_clip, result_files, submit, temp_dirs
+from tests.worker.helpers import (
+    buckets_of,
+    frame_records,
+    long_clip,
+    result_files,
+    stored_job,
+    submit,
+    temp_dirs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,10 +91,7 @@ def test_a_cancel_while_the_outputs_are_stored_ends_cancelled_with_nothing_kept(
 
     photo = tmp_path / "late.jpg"
     cv2.imwrite(str(photo), np.random.default_rng(3).integers(0, 256, (240, 320, 3), np.uint8))
-    with open(photo, "rb") as f:
-        fid = storage.put(UPLOADS, f, photo.name, content_type="image/jpeg")
-    job = jobs.create(owner="tester", filename=photo.name, kind="image", input_id=fid,
-                      size=photo.stat().st_size, content_type="image/jpeg")
+    job = stored_job(photo, photo.name)
     real_put = storage.put
 
     def put_then_cancel(bucket, *args, **kwargs):
@@ -110,10 +115,7 @@ def test_a_transient_database_fault_is_retried_and_the_job_succeeds(tmp_path, mo
 
     photo = tmp_path / "blip.jpg"
     cv2.imwrite(str(photo), np.random.default_rng(4).integers(0, 256, (240, 320, 3), np.uint8))
-    with open(photo, "rb") as f:
-        fid = storage.put(UPLOADS, f, photo.name, content_type="image/jpeg")
-    job = jobs.create(owner="tester", filename=photo.name, kind="image", input_id=fid,
-                      size=photo.stat().st_size, content_type="image/jpeg")
+    job = stored_job(photo, photo.name)
     real_save_to, faults = storage.save_to, []
 
     def blip_once(*args, **kwargs):
@@ -143,10 +145,7 @@ def test_the_soft_time_limit_fails_the_job_with_a_sentence_and_keeps_nothing(tmp
     monkeypatch.setenv("REDIS_URL", urlunsplit(r._replace(path=f"/{int(r.path.strip('/')) % 15 + 1}")))
     monkeypatch.setenv("JOB_TIME_LIMIT_S", "1")
     src = make_clip(tmp_path / "slow.mp4", frames=6000, size=(160, 120))  # far more than a second's work
-    with open(src, "rb") as f:
-        fid = storage.put(UPLOADS, f, src.name, content_type="video/mp4")
-    job = jobs.create(owner="tester", filename=src.name, kind="video", input_id=fid,
-                      size=src.stat().st_size, content_type="video/mp4")
+    job = stored_job(src, src.name)
     limited = WorkerProcess(ARTIFACTS / "logs" / f"worker-{RUN_TAG}-limit.log")
     limited.start()
     try:

@@ -3,7 +3,6 @@ jobs the broker lost are sent again (worker/recovery.py, real MongoDB-compatible
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import time
@@ -11,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared import jobs, storage
+from shared import jobs
 from shared.config import get_settings, set_settings
-from shared.db import UPLOADS, get_db
+from shared.db import get_db
 from tests.conftest import wait_for_job
 from tests.media import probe
-from tests.worker.helpers import buckets_of, frame_records, long_clip, result_files, submit
+from tests.worker.helpers import buckets_of, frame_records, long_clip, result_files, stored_job, submit
 from worker import recovery
 from worker.heartbeat import HEARTBEATS, Heartbeat
 
@@ -30,9 +29,7 @@ def quick_stall(settings):
 
 
 def make_job(status: str = "queued") -> dict:
-    fid = storage.put(UPLOADS, io.BytesIO(b"\0" * 64), "x.mp4", content_type="video/mp4")
-    job = jobs.create(owner="recovery-test", filename="x.mp4", kind="video", input_id=fid, size=64,
-                      content_type="video/mp4")
+    job = stored_job(b"\0" * 64, "x.mp4", owner="recovery-test")
     if status == "running":
         job = jobs.claim(job["_id"], worker="gone-host:1")
     return job

@@ -72,7 +72,8 @@ def classify_window(window: list[Item], *, classifier, rules: Rules) -> None:
         faces = item.faces
         faces.probs[big] = probs[start:start + len(big)]
         start += len(big)
-        faces.label = frame_labels(faces.probs, faces.short_side, rules, face_quality(faces))
+        faces.quality = face_quality(faces)  # once per face: the labels and the votes both use it
+        faces.label = frame_labels(faces.probs, faces.short_side, rules, faces.quality)
 
 
 def annotate_frames(items: Iterable[Item], annotators=None) -> Iterator[Item]:

@@ -76,7 +76,7 @@ class FrameDocWriter:
 class _Best:
     """The best face seen so far for one label: large, confidently detected, clearly visible."""
 
-    quality: float = -1.0
+    rank: float = -1.0  # size x confidence x visibility of the face kept
     frame: int = -1
     box: list = field(default_factory=list)
     jpeg: bytes | None = None
@@ -125,7 +125,7 @@ class StatsCollector:
         second = self.seconds.setdefault(int(t), np.zeros(4, np.int64))
         second += per_label
         if np.any(faces.track_id >= 0):
-            quality = face_quality(faces)
+            quality = faces.quality if np.isfinite(faces.quality).all() else face_quality(faces)
             for i in np.flatnonzero(faces.track_id >= 0):
                 self._person(frame, t, faces, int(i), float(quality[i]), image)
 
@@ -152,10 +152,10 @@ class StatsCollector:
             # its label, weighted by how well the face could be seen there.
             p.weighted[label] += quality
         side = float(faces.short_side[i])
-        score = side * float(faces.score[i]) * (0.5 + quality)
+        rank = side * float(faces.score[i]) * (0.5 + quality)
         best = p.best.setdefault(label, _Best())
-        if score > best.quality * 1.1:
-            best.quality, best.frame = score, frame
+        if rank > best.rank * 1.1:
+            best.rank, best.frame = rank, frame
             best.box = [round(float(v), 1) for v in faces.xyxy[i]]
             if image is not None:
                 best.jpeg = best_crop_jpeg(image, faces.xyxy[i])
@@ -190,7 +190,7 @@ class StatsCollector:
                 continue
             v = vote(p.frames - p.rejected, p.decided, p.weighted, self.rules)
             people[label_name(v)] += 1
-            best = p.best.get(v) or max(p.best.values(), key=lambda b: b.quality)
+            best = p.best.get(v) or max(p.best.values(), key=lambda b: b.rank)
             persons.append({
                 **record, "status": "counted", "vote": label_name(v),
                 "unknown_reason": (unknown_reason(p.frames - p.rejected, p.classified, p.decided, p.weighted,

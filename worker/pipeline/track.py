@@ -180,7 +180,6 @@ class Tracker:
             d = high[rest[di]]
             track = _Track(self._next_key, faces.xyxy[d], frame)
             self._next_key += 1
-            self._look(track)
             self._confirm_if_ready(track)
             self.tracks.append(track)
             keys[d] = track.key
@@ -201,8 +200,8 @@ class Tracker:
 
     def _assign(self, track: _Track, faces: Faces, d: int, keys: np.ndarray, frame: int) -> None:
         track.update(faces.xyxy[d], frame, self.params.velocity_smoothing)
-        if track.appearance is None or track.hits % 5 == 0:
-            self._look(track)
+        if track.confirmed and track.hits % 5 == 0:
+            self._look(track)  # kept fresh for when the person is lost; tentative tracks never need it
         self._confirm_if_ready(track)
         keys[d] = track.key
 
@@ -214,6 +213,7 @@ class Tracker:
     def _confirm_if_ready(self, track: _Track) -> None:
         if not track.confirmed and track.hits >= self.params.min_hits:
             track.confirmed = True
+            self._look(track)
             again = self._reidentify(track)
             if again is not None:
                 self.ids[track.key] = self.ids[again.key]
