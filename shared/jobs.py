@@ -142,6 +142,14 @@ def stall(job_id, run_id: str, note: str) -> dict:
                        set_={"note": note, "stalled_at": now(), "eta_s": None})
 
 
+def await_broker(job_id, note: str) -> dict:
+    """A queued job the broker could not take yet: it stays queued, saying so, for recovery to send."""
+    doc = get_db().jobs.find_one_and_update(
+        {"_id": object_id(job_id), "status": QUEUED},
+        {"$set": {"note": note, "updated_at": now()}}, return_document=ReturnDocument.AFTER)
+    return doc or get(job_id)
+
+
 def progress(job_id, run_id: str, fraction: float, eta_s: float | None, **fields) -> bool:
     """Record progress of the current attempt; returns True when the user asked to cancel."""
     doc = get_db().jobs.find_one_and_update(

@@ -14,6 +14,7 @@ from shared.assets import asset_path
 from shared.config import set_settings
 from shared.errors import MissingAsset, ServiceUnavailable
 from tests.conftest import ROOT
+from worker import recovery  # imported (with the Celery app and its broker URL) before `broken` runs
 
 
 def closed_port() -> int:
@@ -158,16 +159,19 @@ def csrf():
 web.post("/login", data={"username": sys.argv[1], "password": "correct horse battery", "csrf_token": csrf()})
 form = web.post("/upload", data={"csrf_token": csrf(), "file": (io.BytesIO(buf.getvalue()), "b.png")},
                 follow_redirects=True)
-again = web.post(f"/clips/{clip['id']}/retry", data={"csrf_token": csrf()}, follow_redirects=True)
 print(json.dumps({"upload": [up.status_code, clip], "retry": [retry.status_code, retry.get_json()],
-                  "page": [form.status_code, form.get_data(as_text=True)],
-                  "page_retry": [again.status_code, again.get_data(as_text=True)]}, default=str))
+                  "page": [form.status_code, form.get_data(as_text=True)]}, default=str))
 '''
 
 
-def test_with_redis_down_uploads_and_retries_are_kept_and_say_could_not_be_queued(settings):
+def test_with_redis_down_uploads_stay_queued_and_recovery_sends_them_when_it_is_back(settings, worker):
     import json
     import uuid
+    from datetime import timedelta
+
+    from shared import jobs
+    from shared.db import get_db
+    from tests.conftest import wait_for_job
 
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0", "CONNECT_TIMEOUT_S": "1"}
     out = subprocess.run([sys.executable, "-c", QUEUE_DOWN, f"q{uuid.uuid4().hex[:10]}"], cwd=ROOT, env=env,
@@ -175,12 +179,21 @@ def test_with_redis_down_uploads_and_retries_are_kept_and_say_could_not_be_queue
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     status, clip = seen["upload"]
-    assert status == 201 and clip["status"] == "failed"  # the upload is kept, the job says why
-    assert clip["error"].startswith("could not be queued: the job queue (Redis at"), clip["error"]
+    assert status == 201 and clip["status"] == "queued" and clip["error"] is None  # kept, waiting
+    assert clip["note"].startswith("The job queue is unreachable right now"), clip
     status, retried = seen["retry"]
-    assert status == 202 and retried["status"] == "failed"
-    assert retried["error"].startswith("could not be queued"), retried["error"]
+    assert status == 409, retried  # it is already waiting: nothing to retry
     status, page = seen["page"]
-    assert status == 200 and "could not be queued" in page
-    status, page = seen["page_retry"]
-    assert status == 200 and "could not be queued" in page and "is queued again" not in page
+    assert status == 200 and "The job queue is unreachable right now" in page
+    waiting = list(get_db().jobs.find({"owner": clip["owner"]}))
+    assert sorted(j["filename"] for j in waiting) == ["a.png", "b.png"]
+    assert all(j["status"] == "queued" for j in waiting)
+    # The queue is back (this session's Redis): past the grace period, recovery sends both, once.
+    past = jobs.now() - timedelta(seconds=recovery.QUEUED_GRACE_S + 1)
+    get_db().jobs.update_many({"owner": clip["owner"]}, {"$set": {"updated_at": past}})
+    sent = recovery.sweep()["resent_queued"]
+    assert {str(j["_id"]) for j in waiting} <= set(sent)
+    for job in waiting:
+        done = wait_for_job(job["_id"], timeout=120)
+        assert done["status"] == "succeeded" and done["attempts"] == 1, done
+        assert done["note"] is None

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+
 from shared import jobs
 from shared.celery_app import PROCESS_JOB, enqueue
 from shared.errors import ServiceUnavailable
 
+log = logging.getLogger(__name__)
 
-def requeue(clip: dict) -> dict:
-    """Retry: back to queued, then enqueued (a queue outage fails it again, saying why)."""
-    job = jobs.retry(clip["_id"])
+
+def send(job: dict) -> dict:
+    """Hand a queued job to the broker; in a queue outage it stays queued, saying so.
+
+    worker/recovery.py sends queued jobs the broker does not hold once it is back, so nothing
+    uploaded during an outage is lost or has to be retried by hand.
+    """
     try:
         enqueue(PROCESS_JOB, str(job["_id"]))
     except ServiceUnavailable as e:
-        job = jobs.fail(job["_id"], None, f"could not be queued: {e}")
+        log.warning("job %s kept queued: %s", job["_id"], e)
+        job = jobs.await_broker(job["_id"], "The job queue is unreachable right now; the clip is kept "
+                                            "and starts as soon as the queue is back.")
     return job
+
+
+def requeue(clip: dict) -> dict:
+    """Retry: back to queued, then sent to the workers."""
+    return send(jobs.retry(clip["_id"]))
 
 
 def remove(clip: dict) -> None:

@@ -20,9 +20,8 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from shared import jobs, storage
-from shared.celery_app import PROCESS_JOB, enqueue
 from shared.db import UPLOADS
-from shared.errors import ServiceUnavailable
+from web.actions import send
 
 VIDEO_TYPES = {"video/mp4", "video/quicktime", "video/x-matroska", "video/webm", "video/x-msvideo",
                "video/x-m4v", "video/mpeg", "video/x-flv"}
@@ -274,12 +273,7 @@ def store_one(item: Incoming, owner: str, limit: int) -> dict:
     except BaseException:
         storage.delete(UPLOADS, file_id)
         raise
-    try:
-        enqueue(PROCESS_JOB, str(job["_id"]))
-    except ServiceUnavailable as e:
-        # The upload is kept; the job says why it did not start and can be retried.
-        job = jobs.fail(job["_id"], None, f"could not be queued: {e}")
-    return job
+    return send(job)
 
 
 def store_files(owner: str, limit: int, csrf_field_check=None) -> list[dict]:

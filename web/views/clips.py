@@ -85,9 +85,7 @@ def retry(job_id):
     clip = store.get_clip(job_id, current_user)
     try:
         job = requeue(clip)
-        # A queue outage fails it again at once: say so rather than "queued".
-        flash(f"{clip['filename']} is queued again." if job["status"] == jobs.QUEUED
-              else f"{clip['filename']}: {job['error']}")
+        flash(f"{clip['filename']} is queued again." + (f" {job['note']}" if job.get("note") else ""))
     except IllegalTransition:
         flash(f"{clip['filename']} is {clip['status']}; only failed or cancelled clips can be retried.")
     return redirect(_back(), 303)
