@@ -11,21 +11,26 @@ from shared.errors import ServiceUnavailable
 
 PROCESS_JOB = "maskwatch.process_job"
 EXPLAIN_FACE = "maskwatch.explain_face"
+PROCESS_SEGMENT = "maskwatch.process_segment"  # (job_id, k): one segment of a long clip (worker/segments.py)
+JOIN_SEGMENTS = "maskwatch.join_segments"  # (job_id,): the segments' outputs made one result (worker/join.py)
+VIDEO_TASKS = (PROCESS_JOB, EXPLAIN_FACE, PROCESS_SEGMENT, JOIN_SEGMENTS)
 
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app configured for long, must-not-be-lost video jobs on a Redis broker."""
     # `include` is read by worker processes only: the web never imports task code.
-    app = Celery("maskwatch", broker=settings.redis_url, include=["worker.tasks", "worker.explain"])
+    app = Celery("maskwatch", broker=settings.redis_url,
+                 include=["worker.tasks", "worker.explain", "worker.segments", "worker.join"])
     app.conf.update(
         task_queues=[Queue(VIDEO_QUEUE), Queue("default")],
         task_default_queue="default",
-        task_routes={PROCESS_JOB: {"queue": VIDEO_QUEUE}, EXPLAIN_FACE: {"queue": VIDEO_QUEUE}},
+        task_routes={name: {"queue": VIDEO_QUEUE} for name in VIDEO_TASKS},
         # A job is acknowledged only when done; a worker that dies puts it back in the queue.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # Redis redelivers unacknowledged work after this long: it must outlast the longest job.
+        # Redis redelivers unacknowledged work after this long: it must outlast the longest task (a
+        # segment: shared/config.py); dead workers are noticed sooner by their heartbeats.
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         task_soft_time_limit=settings.job_time_limit_s,
         task_time_limit=settings.job_hard_limit_s,

@@ -52,6 +52,8 @@ class Settings:
     proxy_fix_hops: int = 0  # PROXY_FIX_HOPS: reverse proxies trusted for X-Forwarded-Proto/For/Host
     session_hours: int = 12  # SESSION_HOURS: how long a login lasts
     stalled_after_s: int = 90  # STALLED_AFTER_S: a running job without a heartbeat this long is re-queued
+    segment_seconds: int = 60  # SEGMENT_SECONDS: long clips are split at keyframes into ~this; 0: never
+    segment_time_limit_s: int = 1800  # SEGMENT_TIME_LIMIT_S: soft limit of one segment task (hard: +120 s)
     extra: dict = field(default_factory=dict)  # not from the environment: test overrides
 
     @property
@@ -60,9 +62,19 @@ class Settings:
         return self.job_time_limit_s + 120
 
     @property
+    def segment_hard_limit_s(self) -> int:
+        """Hard time limit of one segment task: its soft limit plus room to record the failure."""
+        return min(self.segment_time_limit_s, self.job_time_limit_s) + 120
+
+    @property
     def visibility_timeout_s(self) -> int:
-        """Redis visibility timeout: longer than the longest job, or Redis redelivers live work."""
-        return self.job_hard_limit_s + 600
+        """Redis visibility timeout: twice the longest task, or Redis would redeliver live work.
+
+        The longest task is a segment (at most 1.5 x SEGMENT_SECONDS of video, within its time limit);
+        a clip short enough to run unsplit is no longer than that. A worker machine that dies is noticed
+        sooner by its heartbeats (STALLED_AFTER_S): this is only the broker's own backstop.
+        """
+        return 2 * self.segment_hard_limit_s
 
     @property
     def upload_max_bytes(self) -> int:
@@ -95,6 +107,8 @@ class Settings:
             proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", cls.proxy_fix_hops),
             session_hours=_int(env, "SESSION_HOURS", cls.session_hours),
             stalled_after_s=_int(env, "STALLED_AFTER_S", cls.stalled_after_s),
+            segment_seconds=_int(env, "SEGMENT_SECONDS", cls.segment_seconds),
+            segment_time_limit_s=_int(env, "SEGMENT_TIME_LIMIT_S", cls.segment_time_limit_s),
         )
 
     def replace(self, **changes) -> Settings:

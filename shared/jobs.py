@@ -242,6 +242,10 @@ def delete(job_id) -> None:
     job = get(job_id)
     if job["status"] == RUNNING:
         raise IllegalTransition(f"job {job_id} is running; cancel it before deleting")
+    if job.get("plan"):  # a split clip: what its segments stored, and buckets written before any result
+        delete_segments(job)
+        if not job.get("result"):
+            result_docs.delete_read_model(job["_id"], plan_layout(job))
     result_docs.delete_outputs(job)
     storage.delete(UPLOADS, job["input_id"])
     get_db().heartbeats.delete_one({"_id": str(job["_id"])})  # a dead attempt's last beat, if any
@@ -275,3 +279,148 @@ def finish_explanation(job_id, track_id: int, fields: dict) -> None:
         {"_id": object_id(job_id)},
         {"$set": {f"explanations.{int(track_id)}": {"status": "done", **fields, "finished_at": now()}}},
     )
+
+
+# --- segments of a long clip (worker/segments.py): one small document each, each written by its own task
+#
+# A long clip's job carries a `plan` (worker/segments_plan.py); segment k of it is the document
+# {_id: "<job>:<k:04d>", job_id, plan_id, k, status, run_id, attempts, frames_done, files, ...} in
+# `segments`, changed only here, guarded by its own run_id. The job document itself is never written by
+# two segments at once (FerretDB 1.24 can lose one of two concurrent updates of one document).
+
+SEGMENTS, SEGMENT_OUTS = "segments", "segment_outs"
+PENDING, DONE = "pending", "done"
+# A segment that kills its worker (or fails unexpectedly) this often fails the job.
+MAX_SEGMENT_ATTEMPTS = 3
+
+
+def segment_id(job_id, k: int) -> str:
+    """The _id of segment k's document (and its heartbeat key)."""
+    return f"{job_id}:{k:04d}"
+
+
+def join_id(job_id) -> str:
+    """The _id of the join's claim (and its heartbeat key)."""
+    return f"{job_id}:join"
+
+
+def segments_of(job: dict) -> list[dict]:
+    """The segment documents of the job's current plan, in order (missing ones left out)."""
+    plan = job.get("plan") or {}
+    ids = [segment_id(job["_id"], k) for k in range(len(plan.get("segments") or []))]
+    found = {d["_id"]: d for d in get_db()[SEGMENTS].find({"_id": {"$in": ids}})} if ids else {}
+    return [found[i] for i in ids if i in found and found[i].get("plan_id") == plan.get("id")]
+
+
+def create_segments(job: dict) -> list[int]:
+    """Segment documents for the job's plan, pending, except those already done under the same plan
+    (a retry re-runs only what is missing); the segments to run."""
+    plan = job["plan"]
+    done = {s["k"] for s in segments_of(job) if s["status"] == DONE}
+    todo = [k for k in range(len(plan["segments"])) if k not in done]
+    t = now()
+    for k in todo:
+        _id = segment_id(job["_id"], k)
+        get_db()[SEGMENTS].replace_one({"_id": _id}, {
+            "_id": _id, "job_id": job["_id"], "plan_id": plan["id"], "k": k, "status": PENDING,
+            "run_id": None, "attempts": 0, "frames_done": 0, "files": [], "created_at": t, "updated_at": t,
+        }, upsert=True)
+    return todo
+
+
+def claim_segment(job_id, k: int, plan_id: str, worker: str) -> dict | None:
+    """Start (or restart) segment k with a fresh run_id; None when it is done or of another plan."""
+    return get_db()[SEGMENTS].find_one_and_update(
+        {"_id": segment_id(job_id, k), "plan_id": plan_id, "status": {"$in": [PENDING, RUNNING]}},
+        {"$set": {"status": RUNNING, "run_id": uuid.uuid4().hex, "worker": worker, "started_at": now(),
+                  "updated_at": now(), "frames_done": 0}, "$inc": {"attempts": 1}},
+        return_document=ReturnDocument.AFTER)
+
+
+def update_segment(job_id, k: int, run_id: str, **fields) -> bool:
+    """Set fields of a running segment's current attempt; False when the attempt is not current."""
+    res = get_db()[SEGMENTS].update_one({"_id": segment_id(job_id, k), "status": RUNNING, "run_id": run_id},
+                                        {"$set": {**fields, "updated_at": now()}})
+    return res.matched_count == 1
+
+
+def finish_segment(job_id, k: int, run_id: str, **fields) -> bool:
+    """Mark the attempt's segment done; False when a newer attempt owns it."""
+    return update_segment(job_id, k, run_id, status=DONE, finished_at=now(), **fields)
+
+
+def requeue_segment(job_id, k: int, run_id: str | None, note: str) -> bool:
+    """Put a running segment whose attempt stopped back to pending (guarded by that attempt's run_id)."""
+    res = get_db()[SEGMENTS].update_one(
+        {"_id": segment_id(job_id, k), "status": RUNNING, "run_id": run_id},
+        {"$set": {"status": PENDING, "note": note, "updated_at": now()}})
+    return res.matched_count == 1
+
+
+def claim_join(job_id, plan_id: str, worker: str) -> str | None:
+    """Take the join of a split job (one at a time: a unique _id); its run_id, None when taken."""
+    from pymongo.errors import DuplicateKeyError
+
+    run_id = uuid.uuid4().hex
+    try:
+        get_db()[SEGMENTS].insert_one({"_id": join_id(job_id), "job_id": object_id(job_id),
+                                       "plan_id": plan_id, "run_id": run_id, "worker": worker, "at": now()})
+    except DuplicateKeyError:
+        return None
+    return run_id
+
+
+def release_join(job_id, run_id: str | None = None) -> None:
+    """Drop the join's claim (its own, or with run_id None whichever there is)."""
+    query = {"_id": join_id(job_id), **({"run_id": run_id} if run_id else {})}
+    get_db()[SEGMENTS].delete_one(query)
+
+
+def segment_outputs(job: dict, segments: list[dict] | None = None) -> tuple[list, list[str]]:
+    """(results file ids, segment_outs document ids) that segments of the job stored."""
+    from shared.result_docs import MAX_PARTS
+
+    n = len((job.get("plan") or {}).get("segments") or [])
+    docs = segments if segments is not None else list(get_db()[SEGMENTS].find(
+        {"_id": {"$in": [segment_id(job["_id"], k) for k in range(n)]}}))
+    files = [f for s in docs for f in (s.get("files") or [])]
+    outs = [f"{segment_id(job['_id'], s['k'])}:o{'' if p == 0 else f':{p}'}" for s in docs
+            for p in range(MAX_PARTS)]
+    return files, outs
+
+
+def delete_segments(job: dict, segments: list[dict] | None = None, *, keep_docs: bool = False) -> None:
+    """Remove what segments stored (parts, their outputs) and, unless keep_docs, their documents."""
+    from shared import storage
+    from shared.db import RESULTS
+
+    n = len((job.get("plan") or {}).get("segments") or [])
+    docs = segments if segments is not None else list(get_db()[SEGMENTS].find(
+        {"_id": {"$in": [segment_id(job["_id"], k) for k in range(n)]}}))
+    files, outs = segment_outputs(job, docs)
+    storage.delete_files(RESULTS, files)
+    if outs:
+        get_db()[SEGMENT_OUTS].delete_many({"_id": {"$in": outs}})
+    if not keep_docs:
+        ids = [d["_id"] for d in docs] + [join_id(job["_id"])]
+        get_db()[SEGMENTS].delete_many({"_id": {"$in": ids}})
+        get_db().heartbeats.delete_many({"_id": {"$in": ids}})
+
+
+def plan_layout(job: dict) -> dict | None:
+    """The bucket layout a split job's segments write into (for deleting them before any result)."""
+    from shared.result_docs import BUCKET_FRAMES
+
+    plan = job.get("plan")
+    return {"buckets": -(-plan["frames"] // BUCKET_FRAMES)} if plan else None
+
+
+def delete_split_outputs(job: dict) -> None:
+    """Remove everything a split job's segments and join stored: buckets, parts, outputs, result files."""
+    from shared import result_docs, storage
+    from shared.db import RESULTS
+
+    storage.delete_files(RESULTS, result_docs.job_files(job, legacy=False))
+    result_docs.record_files(job["_id"], [])
+    delete_segments(job)
+    result_docs.delete_read_model(job["_id"], plan_layout(job))

@@ -50,7 +50,38 @@ def process_job(self, job_id: str) -> str:
     # Beats while this attempt lives: recovery re-queues the job within STALLED_AFTER_S if it stops.
     with Heartbeat(job["_id"], job["run_id"], worker=job.get("worker") or WORKER_NAME,
                    every_s=max(1.0, get_settings().stalled_after_s / 6)):
+        plan = _plan(job)
+        if plan is not None:
+            return _split(job, plan)
         return _attempt(job_id, job)
+
+
+def _plan(job: dict) -> dict | None:
+    """The segments of a long video (worker/segments_plan.py); None runs it whole, as before."""
+    from worker import segments_plan
+
+    try:
+        return segments_plan.plan_video(job, get_settings())
+    except TRANSIENT:
+        raise
+    except Exception as e:  # noqa: BLE001 - an unsplittable file runs whole: that path says what is wrong
+        log.info("job %s runs unsplit: %s", job["_id"], e)
+        return None
+
+
+def _split(job: dict, plan: dict) -> str:
+    """Hand a long clip to its segment tasks; this task ends here (the join finishes the job)."""
+    from worker import segments_plan
+
+    # A join that died after storing files, or an unsplit attempt before, leaves nothing behind; the
+    # finished segments of an earlier attempt with the same plan stay (a retry re-runs the rest).
+    storage.delete_files(RESULTS, result_docs.job_files(job, legacy=False))
+    result_docs.record_files(job["_id"], [])
+    if job.get("frames_written") and not job.get("plan"):
+        result_docs.delete_read_model(job["_id"], None)
+    if not segments_plan.start(job, plan):
+        return "superseded"
+    return "split"
 
 
 def _attempt(job_id: str, job: dict) -> str:

@@ -15,10 +15,15 @@ def test_defaults_and_overrides():
     assert Settings.from_env({}).redis_url == "redis://127.0.0.1:6379/0"
 
 
-def test_visibility_timeout_outlasts_the_hard_limit():
+def test_visibility_timeout_outlasts_the_longest_task():
     s = Settings.from_env({"JOB_TIME_LIMIT_S": "100"})
     assert s.job_hard_limit_s > s.job_time_limit_s
     assert s.visibility_timeout_s > s.job_hard_limit_s
+    # Long clips run as segments: the timeout is a small multiple of one segment's hard limit, not hours.
+    d = Settings.from_env({})
+    assert d.segment_hard_limit_s == d.segment_time_limit_s + 120
+    assert d.visibility_timeout_s == 2 * d.segment_hard_limit_s < 2 * 3600
+    assert Settings.from_env({"SEGMENT_TIME_LIMIT_S": "600"}).visibility_timeout_s == 1440
 
 
 @pytest.mark.parametrize("env, needle", [

@@ -34,33 +34,38 @@ class VideoInfo:
         """Probe a video; BadInput with a user-facing sentence when it cannot be analysed."""
         container = open_container(path)
         try:
-            if not container.streams.video:
-                raise BadInput("the file has no video stream")
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            if not ctx.width or not ctx.height:
-                raise BadInput("the video stream has no picture size; the file may be damaged")
-            if ctx.width * ctx.height > max_pixels or min(ctx.width, ctx.height) < 16:
-                raise BadInput(
-                    f"the video is {ctx.width}x{ctx.height} pixels; supported sizes are from 16 px "
-                    f"up to {max_pixels:,} pixels per frame"
-                )
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            duration = _duration_s(container, stream)
-            if duration > max_seconds:
-                raise BadInput(
-                    f"the video lasts {duration / 60:.0f} minutes; the limit is "
-                    f"{max_seconds / 60:.0f} minutes"
-                )
-            rotation = _rotation(container, stream)
-            w, h = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
-            return cls(
-                width=w, height=h, fps=float(rate), frames=stream.frames or None,
-                duration_s=duration, codec=ctx.name, rotation=rotation,
-                time_base=stream.time_base or Fraction(1, 90000), has_audio=bool(container.streams.audio),
-            )
+            return cls.from_container(container, max_pixels=max_pixels, max_seconds=max_seconds)
         finally:
             container.close()
+
+    @classmethod
+    def from_container(cls, container, *, max_pixels: int, max_seconds: float) -> VideoInfo:
+        """Probe an open container (a file or a stored upload read in place); BadInput as from_path."""
+        if not container.streams.video:
+            raise BadInput("the file has no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if not ctx.width or not ctx.height:
+            raise BadInput("the video stream has no picture size; the file may be damaged")
+        if ctx.width * ctx.height > max_pixels or min(ctx.width, ctx.height) < 16:
+            raise BadInput(
+                f"the video is {ctx.width}x{ctx.height} pixels; supported sizes are from 16 px "
+                f"up to {max_pixels:,} pixels per frame"
+            )
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        duration = _duration_s(container, stream)
+        if duration > max_seconds:
+            raise BadInput(
+                f"the video lasts {duration / 60:.0f} minutes; the limit is "
+                f"{max_seconds / 60:.0f} minutes"
+            )
+        rotation = _rotation(container, stream)
+        w, h = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
+        return cls(
+            width=w, height=h, fps=float(rate), frames=stream.frames or None,
+            duration_s=duration, codec=ctx.name, rotation=rotation,
+            time_base=stream.time_base or Fraction(1, 90000), has_audio=bool(container.streams.audio),
+        )
 
 
 @dataclass
@@ -187,3 +192,36 @@ def read_image(path: Path, *, max_pixels: int) -> np.ndarray:
 def is_image(path: Path) -> bool:
     """True for still-image file names (the web has already checked the content)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def segment_frames(container, info: VideoInfo, *, seek_ts: int, start_pts: int, end_pts: int | None,
+                   first_index: int, overlap: int = 0) -> Iterator[Frame]:
+    """Frames start_pts <= pts < end_pts of an open container, then `overlap` frames more, decoded from
+    the keyframe at seek_ts (one segment of a long clip: worker/segments.py).
+
+    Indices count on from first_index (the plan's frame number of start_pts), so records, bins and
+    timestamps equal those of decoding the whole clip from the start.
+    """
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    k = (info.rotation // 90) % 4
+    fallback_step = 1.0 / info.fps if info.fps else 0.04
+    index, extra = first_index, 0
+    container.seek(seek_ts, stream=stream, backward=True, any_frame=False)
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is not None and frame.pts < start_pts:
+                continue  # before the segment (an open GOP's leading frames)
+            if end_pts is not None and frame.pts is not None and frame.pts >= end_pts:
+                if extra >= overlap:
+                    return
+                extra += 1
+            image = frame.to_ndarray(format="bgr24")
+            if k:
+                image = np.ascontiguousarray(np.rot90(image, k))
+            t = float(frame.time) if frame.time is not None else index * fallback_step
+            yield Frame(index=index, time_s=t, image=image, pts=frame.pts)
+            index += 1
+    except av.error.FFmpegError as e:
+        raise BadInput(f"the video is damaged after {index} frames ({index / (info.fps or 25):.1f} s): "
+                       f"{_reason(e)}") from None

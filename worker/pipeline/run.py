@@ -72,56 +72,115 @@ def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, 
     # Probe first: a file that cannot be analysed fails before any model is loaded.
     info = VideoInfo.from_path(src, max_pixels=settings.max_pixels, max_seconds=settings.max_video_seconds)
     models = models or get_models()
-    set_threads(video=True)
     rules = rules or Rules()
     out, thumb = workdir / "annotated.mp4", workdir / "poster.jpg"
+    expected = info.frames or round(info.duration_s * info.fps) or None
+    done = frame_loop(video_frames(src, info), info, out, settings=settings, models=models, rules=rules,
+                      on_progress=lambda n: on_progress(n, total=expected), on_frame=on_frame)
+    write_thumbnail(done.poster.image, thumb, width=POSTER_WIDTH)
+    stats, crops = done.collector.summary()
+    summary = video_summary(info, done, stats, settings=settings, rules=rules)
+    return Outcome(output_path=out, output_type="video/mp4", thumbnail_path=thumb, summary=summary,
+                   crops=crops)
+
+
+@dataclass
+class Pass:
+    """What one run of the frame loop leaves: tallies, poster, encoder facts and timing."""
+
+    collector: StatsCollector
+    poster: _Poster
+    tracker: TrackerParams
+    models: dict  # models.describe() of the detector used
+    frames: int  # frames encoded
+    output_width: int
+    output_height: int
+    encoder: str
+    last_t: float
+    seconds: float
+    overlap: list = field(default_factory=list)  # (index, xyxy, track ids) of frames past end_index
+
+
+def frame_loop(frames, info: VideoInfo, out: Path, *, settings: Settings, models, rules: Rules,
+               on_progress: Callable[[int], None] = _noop, on_frame: Callable[[dict], None] = _noop,
+               start: float | None = None, end_index: int | None = None, id_offset: int = 0) -> Pass:
+    """The frame loop over decoded frames: every stage, the statistics and the annotated MP4 at out.
+
+    A segment passes start (the clip's first timestamp) and end_index: frames from end_index on are the
+    overlap into the next segment, tracked so that tracks there can be linked, but not counted, drawn
+    or encoded; id_offset is added to its track ids (ids stay unique across segments). on_progress gets
+    the number of frames done.
+    """
+    set_threads(video=True)
     fps = info.fps or 25
     tracker = Tracker(TrackerParams(lost_frames=max(5, round(LOST_TRACK_S * fps)),
                                     reid_frames=max(10, round(REID_S * fps))))
     collector = StatsCollector(rules)
     poster = _Poster()
-    expected = info.frames or round(info.duration_s * info.fps) or None
     started = time.monotonic()
     last_t = 0.0
+    overlap: list = []
+    done = 0
+    # A segment's part is libx264 on any worker: the parts of one clip, made on GPU and CPU workers
+    # alike, must be one stream to be concatenated without re-encoding.
     sink = VideoSink(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                     max_height=settings.output_max_height, preset=settings.encoder_preset, gpu=models.gpu)
-    frames = prefetch(video_frames(src, info), maxsize=4, name="decode")
+                     max_height=settings.output_max_height, preset=settings.encoder_preset,
+                     gpu=models.gpu and start is None)
+    frames = prefetch(frames, maxsize=4, name="decode")
     detector = models.for_video()
-    items = detect_faces(frames, detector)
+    items = detect_faces(frames, detector, start=start)
     items = track_faces(items, tracker, cuts=CutDetector())
+    if id_offset:
+        items = _offset_ids(items, id_offset)
     items = classify_faces(items, models.classifier, rules)
     items = gate_people(items, rules, lag_frames(info.fps, rules), evidence=collector.evidence)
     try:
         with BackgroundWriter(sink, maxsize=4, name="encode") as writer:
             for item in items:
+                if end_index is not None and item.index >= end_index:
+                    overlap.append((item.index, item.faces.xyxy.copy(), item.faces.track_id.copy()))
+                    continue
                 collector.add(item.index, item.t, item.faces, item.image)
                 on_frame(frame_doc(item.index, item.t, item.faces))
                 annotate(item.image, item.faces)
                 poster.offer(item.image, len(item.faces))
                 writer.write(item.image, item.pts)
                 last_t = item.t
-                on_progress(item.index + 1, total=expected)
+                done += 1
+                on_progress(done if start is not None else item.index + 1)
     finally:
         # Stops the decode thread at once on cancel or error (not only when garbage is collected).
         items.close()
         frames.close()
-    seconds = time.monotonic() - started
-    write_thumbnail(poster.image, thumb, width=POSTER_WIDTH)
-    stats, crops = collector.summary()
+    return Pass(collector=collector, poster=poster, tracker=tracker.params, models=models.describe(detector),
+                frames=sink.frames, output_width=sink.width, output_height=sink.height, encoder=sink.codec,
+                last_t=last_t, seconds=time.monotonic() - started, overlap=overlap)
+
+
+def _offset_ids(items, offset: int):
+    """Items with offset added to every public track id (faces on no track keep -1)."""
+    for item in items:
+        ids = item.faces.track_id
+        item.faces.track_id = np.where(ids >= 0, ids + offset, ids).astype(ids.dtype)
+        yield item
+
+
+def video_summary(info: VideoInfo, done: Pass, stats: dict, *, settings: Settings, rules: Rules,
+                  seconds: float | None = None) -> dict:
+    """The result summary of a video (docs/DATA.md) from its probe, its frame loop(s) and statistics."""
+    seconds = done.seconds if seconds is None else seconds
     frame_step = 1 / info.fps if info.fps else 0.0
-    duration = max(info.duration_s, last_t + frame_step)
-    summary = {
-        "frames": sink.frames, "duration_s": round(duration, 3), "fps": round(info.fps, 3),
+    duration = max(info.duration_s, done.last_t + frame_step)
+    return {
+        "frames": done.frames, "duration_s": round(duration, 3), "fps": round(info.fps, 3),
         "width": info.width, "height": info.height, "rotation": info.rotation, "codec_in": info.codec,
-        "output_width": sink.width, "output_height": sink.height, "encoder": sink.codec,
+        "output_width": done.output_width, "output_height": done.output_height, "encoder": done.encoder,
         "processing_s": round(seconds, 2),
-        "processing_fps": round(sink.frames / seconds, 2) if seconds else None,
+        "processing_fps": round(done.frames / seconds, 2) if seconds else None,
         **stats,
-        "models": models.describe(detector),
-        "settings": _settings_record(rules, tracker.params, settings),
+        "models": done.models,
+        "settings": _settings_record(rules, done.tracker, settings),
     }
-    return Outcome(output_path=out, output_type="video/mp4", thumbnail_path=thumb, summary=summary,
-                   crops=crops)
 
 
 def analyse_image(src: Path, workdir: Path, *, settings: Settings, models=None, rules: Rules | None = None,

@@ -30,9 +30,10 @@ class Item:
     pts: int | None = None
 
 
-def detect_faces(frames: Iterable[Frame], detector: Callable[[np.ndarray], Faces]) -> Iterator[Item]:
-    """Items with the detector's faces, t counted from the first frame's timestamp."""
-    start = None
+def detect_faces(frames: Iterable[Frame], detector: Callable[[np.ndarray], Faces],
+                 start: float | None = None) -> Iterator[Item]:
+    """Items with the detector's faces, t counted from the first frame's timestamp (or from start: a
+    segment of a clip counts from the clip's first frame)."""
     for frame in frames:
         if start is None:
             start = frame.time_s

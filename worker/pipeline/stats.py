@@ -6,6 +6,7 @@ counts are kept beside them. Memory grows with the number of people and seconds,
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from models.classify import crop_faces
 from models.faces import INCORRECT, LABELS, MASKED, REJECTED, UNKNOWN, UNMASKED, Faces, label_name
 from models.rules import Rules, face_quality, rejection_reason, unknown_reason, vote
 from shared import results
+from worker.pipeline.persons import Evidence
 
 KEYS = (*LABELS, "unknown")
 CROP_MAX_PX = 160  # best-face crops are stored at most this size: enough for a thumbnail, small in GridFS
@@ -230,3 +232,62 @@ def best_crop_jpeg(image: np.ndarray, box: np.ndarray) -> bytes:
     rgb = crop_faces(image, np.asarray(box, np.float32)[None], size)[0]
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 88])
     return buf.tobytes() if ok else b""
+
+
+# --- tallies of one segment of a clip, and merging them (worker/segments.py, worker/join.py)
+
+
+def tallies(collector: StatsCollector) -> dict:
+    """A collector's running tallies as JSON-able data (best-face crops as base64), to merge later."""
+    def person(p: _Person) -> dict:
+        return {"first_frame": p.first_frame, "first_s": p.first_s, "last_frame": p.last_frame,
+                "last_s": p.last_s, "frames": p.frames, "rejected": p.rejected, "decided": p.decided,
+                "votes": p.votes.tolist(), "weighted": p.weighted.tolist(), "p_mask_sum": p.p_mask_sum,
+                "classified": p.classified,
+                "best": {str(label): {"rank": b.rank, "frame": b.frame, "box": b.box,
+                                      "jpeg": base64.b64encode(b.jpeg).decode("ascii") if b.jpeg else None}
+                         for label, b in p.best.items()}}
+
+    return {"face_frames": collector.face_frames.tolist(), "frames": collector.frames,
+            "last_t": collector.last_t,
+            "seconds": {str(k): v.tolist() for k, v in collector.seconds.items()},
+            "people": {str(tid): person(p) for tid, p in collector.people.items()},
+            "evidence": {str(tid): [e.frames, e.peak, e.total, e.accepted]
+                         for tid, e in collector.evidence.items()}}
+
+
+def merged(rules: Rules, parts: list[dict], person_of: dict[int, int]) -> StatsCollector:
+    """One collector from the tallies of consecutive segments, in order; person_of maps a track id to
+    the id of the person it continues (tracks linked across a boundary), absent: itself."""
+    out = StatsCollector(rules)
+    for part in parts:
+        out.face_frames += np.asarray(part["face_frames"], np.int64)
+        out.frames += part["frames"]
+        out.last_t = max(out.last_t, part["last_t"])
+        for k, v in part["seconds"].items():
+            out.seconds.setdefault(int(k), np.zeros(4, np.int64))
+            out.seconds[int(k)] += np.asarray(v, np.int64)
+        for tid, (frames, peak, total, accepted) in part["evidence"].items():
+            pid = person_of.get(int(tid), int(tid))
+            e = out.evidence.setdefault(pid, Evidence())
+            e.frames, e.peak, e.total = e.frames + frames, max(e.peak, peak), e.total + total
+            e.accepted = e.accepted or accepted
+        for tid, r in part["people"].items():
+            pid = person_of.get(int(tid), int(tid))
+            p = out.people.get(pid)
+            if p is None:
+                p = out.people[pid] = _Person(first_frame=r["first_frame"], first_s=r["first_s"])
+            p.last_frame, p.last_s = r["last_frame"], r["last_s"]  # segments come in order
+            p.frames += r["frames"]
+            p.rejected += r["rejected"]
+            p.decided += r["decided"]
+            p.votes += np.asarray(r["votes"], np.int64)
+            p.weighted += np.asarray(r["weighted"], np.float64)
+            p.p_mask_sum += r["p_mask_sum"]
+            p.classified += r["classified"]
+            for label, b in r["best"].items():
+                mine = p.best.setdefault(int(label), _Best())
+                if b["rank"] > mine.rank:
+                    mine.rank, mine.frame, mine.box = b["rank"], b["frame"], b["box"]
+                    mine.jpeg = base64.b64decode(b["jpeg"]) if b["jpeg"] else None
+    return out
