@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -63,7 +64,8 @@ def join_segments(self, job_id: str) -> str:
     if job.get("cancel_requested"):
         stop_cancelled(job)
         return jobs.CANCELLED
-    run_id = jobs.claim_join(job_id, plan["id"], worker=f"{tasks.WORKER_NAME}:{self.request.id}")
+    worker = f"{tasks.WORKER_NAME}:{os.getpid()}:{self.request.id}"
+    run_id = jobs.claim_join(job_id, plan["id"], worker=worker)
     if run_id is None:
         return "skipped"  # another join holds it (recovery frees a dead one's claim)
     every = max(1.0, get_settings().stalled_after_s / 6)

@@ -264,3 +264,33 @@ def test_tracks_are_linked_across_a_boundary_by_the_overlap_frames():
     links = link_tracks([before, after, again])
     assert links[1001] == 3 and links[1002] == 4 and links[2001] == 3  # across two boundaries: one person
     assert 1003 not in links
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory) -> Path:
+    """45 seconds: two 20-second segments (a little work, then a join)."""
+    return composed_clip(tmp_path_factory.mktemp("segments") / "two_segments.mp4", 45)
+
+
+@pytest.mark.slow
+def test_a_join_whose_worker_died_is_sent_again_by_recovery(short_clip, workers, quick_stall):
+    job = submit(short_clip, SEGMENT_S)
+    plan = _wait(lambda: jobs.get(job["_id"]).get("plan"), 300, "never planned")
+    # A join that started on a machine which then died: its claim stays, its heartbeat never comes. The
+    # last segment's join message finds the claim taken and stops, so only recovery can finish the job.
+    assert jobs.claim_join(job["_id"], plan["id"], worker="dead-host:1:lost") is not None
+    def all_done() -> bool:
+        segs = [s for s in segments_now(job["_id"]) if "k" in s]
+        return len(segs) == len(plan["segments"]) and all(s["status"] == "done" for s in segs)
+
+    _wait(all_done, 600, "segments never finished")
+    assert jobs.get(job["_id"])["status"] == "running"
+    _wait(lambda: str(job["_id"]) in recovery.sweep()["sent_joins"], 60, "the join was never sent again")
+    done = wait_for_job(job["_id"], timeout=300)
+    assert done["status"] == "succeeded", done["error"]
+    assert [r["frame"] for r in frame_records(done)] == list(range(plan["frames"]))
+    roles = sorted(f["metadata"]["role"] for f in result_files(done["_id"]))
+    assert roles.count("annotated") == 1 and roles.count("poster") == 1 and "part" not in roles
+    assert done["result"]["segments"]["attempts"] == [1] * len(plan["segments"])  # segments ran once
+    assert segments_now(job["_id"]) == []
+    jobs.delete(done["_id"])
