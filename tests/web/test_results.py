@@ -302,3 +302,28 @@ def test_explanation_images_are_served_from_the_clip(signed_in, alice, video):
                        metadata={"job_id": video["_id"], "role": "gradcam"})
     resp = signed_in(alice).get(f"/clips/{video['_id']}/files/{grad}")
     assert resp.status_code == 200 and resp.mimetype == "image/png" and resp.data == png()
+
+
+def test_a_results_page_is_rendered_once_per_change_and_only_for_who_may_see_it(signed_in, alice, bob):
+    from web.fragments import FRAGMENTS
+
+    clip = seed_clip(alice.id, frames=100, n_persons=2, seed=11)
+    url = f"/clips/{clip['_id']}"
+    def tokenless(html: str) -> str:
+        return re.sub(r'(content|value)="[\w.-]{40,}"', "TOKEN", html)
+
+    first = signed_in(alice).get(url).get_data(as_text=True)
+    hits = FRAGMENTS.hits
+    again = signed_in(alice).get(url).get_data(as_text=True)  # another session: its own CSRF token
+    assert tokenless(again) == tokenless(first) and again != first
+    assert FRAGMENTS.hits == hits + 1
+    # The cache is consulted only after the access check: a stranger still gets 404.
+    assert signed_in(bob).get(url).status_code == 404
+    # Whatever changes the job makes a new key: a changed person ledger shows at once.
+    page = json.loads(result_docs.persons_page_text(clip["_id"], 1))
+    page[0]["frames"] = 987654
+    result_docs.put(result_docs.PERSONS, result_docs.text_docs(result_docs.page_id(clip["_id"], 1),
+                                                              json.dumps(page), job_id=clip["_id"], page=1))
+    assert "987654" not in signed_in(alice).get(url).get_data(as_text=True)  # unchanged job: kept
+    get_db().jobs.update_one({"_id": clip["_id"]}, {"$set": {"updated_at": jobs.now()}})
+    assert "<td>987654</td>" in signed_in(alice).get(url).get_data(as_text=True)
