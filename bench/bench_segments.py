@@ -8,7 +8,7 @@ The clip is the shared clips one after another, letterboxed to a low resolution 
 (192x108, 10 fps by default: 6,000 frames) so that three runs take a few minutes on two cores; the
 split, the join and their costs are those of any resolution, the per-segment time is not. Each run
 starts N real Celery worker processes (concurrency 1 each) against the dev services (bin/services; its
-own database and Redis database), queues the clip as the web does and waits for the result.
+own database, and a Redis server of its own), queues the clip as the web does and waits for the result.
 
 The projection takes the per-segment processing times measured in the 1-worker run (no segment competed
 for the cores there) and schedules them on W workers in waves, longest first: plan + the sum of each
@@ -23,6 +23,7 @@ import argparse
 import heapq
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,16 +77,34 @@ def _letterbox(img: np.ndarray, size) -> np.ndarray:
     return canvas
 
 
-def _isolate() -> dict:
-    """Environment of this benchmark: its own database and Redis database on the dev services."""
-    mongo, redis_url = os.environ.get("MONGO_URI"), os.environ.get("REDIS_URL")
-    if not mongo or not redis_url:
-        sys.exit("bench_segments: MONGO_URI and REDIS_URL are not set: "
+def _isolate(tmp: Path) -> tuple[dict, subprocess.Popen]:
+    """Environment of this benchmark: its own database on the dev MongoDB, and a Redis server of its own
+    (a Redis database number could be shared with a test session, whose worker would take our tasks)."""
+    import redis
+
+    mongo = os.environ.get("MONGO_URI")
+    if not mongo:
+        sys.exit("bench_segments: MONGO_URI is not set: "
                  "bin/services start && eval \"$(bin/services env)\" && export MONGO_URI REDIS_URL")
-    tag = uuid.uuid4().hex[:8]
-    m, r = urlsplit(mongo), urlsplit(redis_url)
-    return {"MONGO_URI": urlunsplit(m._replace(path=f"/maskwatch_bench_{tag}")),
-            "REDIS_URL": urlunsplit(r._replace(path=f"/{1 + int(tag, 16) % 15}"))}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                               "--appendonly", "no", "--dir", str(tmp)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.1)
+    m = urlsplit(mongo)
+    return {"MONGO_URI": urlunsplit(m._replace(path=f"/maskwatch_bench_{uuid.uuid4().hex[:8]}")),
+            "REDIS_URL": url}, server
 
 
 def _workers(n: int, env: dict, logs: Path) -> list[subprocess.Popen]:
@@ -167,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="192x108")
     ap.add_argument("--fps", type=int, default=10)
     args = ap.parse_args(argv)
-    env = _isolate()
+    logs = Path(tempfile.mkdtemp(prefix="bench-segments-"))
+    env, redis_server = _isolate(logs)
     os.environ.update(env)
     from shared import db
     from shared.config import set_settings
@@ -179,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     clip = CACHE / f"segments_{args.minutes:g}min_{w}x{h}_{args.fps}fps.mp4"
     if not clip.exists():
         composed_clip(clip, args.minutes * 60, size=(w, h), fps=args.fps)
-    logs = Path(tempfile.mkdtemp(prefix="bench-segments-"))
     runs = []
     try:
         for n in (int(v) for v in args.workers.split(",")):
@@ -187,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(runs[-1]), file=sys.stderr)
     finally:
         db.get_client().drop_database(db.get_db().name)
+        redis_server.terminate()
+        redis_server.wait(30)
     base = next((r for r in runs if r["workers"] == 1), runs[0])
     for r in runs:
         r["speedup"] = round(base["wall_s"] / r["wall_s"], 2)

@@ -16,6 +16,7 @@ join (worker/join.py); recovery sends it too when that message is lost.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
 import os
@@ -90,7 +91,8 @@ def _attempt(job: dict, seg: dict) -> str:
     except Cancelled:
         _discard(job, seg)
         jobs.requeue_segment(job["_id"], k, run_id, "stopped: the job was cancelled or failed")
-        stop_cancelled(jobs.get(job["_id"]))
+        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to confirm
+            stop_cancelled(jobs.get(job["_id"]))
         return jobs.CANCELLED
     except BadInput as e:
         _discard(job, seg)
@@ -119,7 +121,10 @@ def _attempt(job: dict, seg: dict) -> str:
     if not jobs.finish_segment(job["_id"], k, run_id, **fields):
         _discard(job, {**seg, "files": fields["files"]})  # superseded by a newer attempt meanwhile
         return "superseded"
-    now = jobs.get(job["_id"])
+    try:
+        now = jobs.get(job["_id"])
+    except NotFound:
+        now = {"status": jobs.CANCELLED}  # deleted while this one stored its part
     if now["status"] == jobs.CANCELLED or now.get("plan", {}).get("id") != plan["id"]:
         _discard(job, {**seg, "files": fields["files"]})  # cancelled while this one stored its part
         return "skipped"
@@ -346,18 +351,16 @@ def stop_cancelled(job: dict) -> None:
     if job["status"] == jobs.RUNNING and job.get("cancel_requested"):
         try:
             jobs.mark_cancelled(job["_id"], job["run_id"])
-        except IllegalTransition:
+        except (IllegalTransition, NotFound):
             return  # someone else confirmed it, or the job moved on
         discard_all(job)
-    elif job["status"] == jobs.CANCELLED:
-        return
 
 
 def _fail(job: dict, reason: str, *, retryable: bool = True) -> None:
     """Fail the job with a sentence (once); finished segments are kept, so a retry runs only the rest."""
     try:
         jobs.fail(job["_id"], job["run_id"], reason, retryable=retryable)
-    except IllegalTransition:
+    except (IllegalTransition, NotFound):
         return
     if not retryable:
         discard_all(job)

@@ -1,6 +1,8 @@
 """One clip, many workers: a long clip split into 20-second segments over two real worker processes
 equals the unsplit run; a worker killed mid-segment costs that segment only; a cancel stops every
-segment and leaves nothing (real Redis, real MongoDB-compatible server, real Celery workers)."""
+segment and leaves nothing; a lost join is sent again; a damaged segment, or one that keeps killing
+workers, fails the job with a sentence, and a retry runs only what is missing (real Redis, real
+MongoDB-compatible server, real Celery workers)."""
 
 from __future__ import annotations
 
@@ -170,6 +172,14 @@ def _wait(cond, timeout: float, what: str):
         time.sleep(0.2)
 
 
+def _left(job: dict) -> list:
+    """What a stopped split job still has: buckets, results files, segment documents, outputs, beats."""
+    keys = [jobs.segment_id(job["_id"], k) for k in range(len(job["plan"]["segments"]))]
+    return (_buckets_left(job["_id"], job["plan"]["frames"]) + result_files(job["_id"])
+            + segments_now(job["_id"]) + list(get_db()[jobs.SEGMENT_OUTS].find({"job_id": job["_id"]}))
+            + list(get_db()[HEARTBEATS].find({"_id": {"$in": keys}})))
+
+
 def _buckets_left(job_id, frames: int) -> list[str]:
     ids = [result_docs.bucket_id(job_id, n) for n in range(-(-frames // result_docs.BUCKET_FRAMES))]
     return [d["_id"] for d in get_db()[result_docs.FRAMES].find({"_id": {"$in": ids}})]
@@ -181,19 +191,13 @@ def test_cancel_mid_job_stops_every_segment_and_keeps_nothing(clip, workers):
     # Mid-job: both workers are in a segment and some frames are stored.
     _wait(lambda: sum(s["status"] == "running" and (s.get("frames_done") or 0) > 0
                       for s in segments_now(job["_id"])) >= 2, 600, "two segments never ran at once")
-    frames = jobs.get(job["_id"])["plan"]["frames"]
     jobs.cancel(job["_id"])
     done = wait_for_job(job["_id"], timeout=60)
     assert done["status"] == "cancelled"
-    # Every segment stops within seconds: no segment document, no heartbeat of a segment is left.
-    keys = [jobs.segment_id(job["_id"], k) for k in range(len(done["plan"]["segments"]))]
-    _wait(lambda: not segments_now(job["_id"]) and
-          not list(get_db()[HEARTBEATS].find({"_id": {"$in": keys}})), 30, "a segment kept running")
+    # Every segment stops within seconds, and nothing of the job's output is left.
+    _wait(lambda: not _left(done), 30, "a segment kept running or left output")
     time.sleep(3)  # a segment that had not noticed yet would write within its next second
-    assert _buckets_left(job["_id"], frames) == []
-    assert result_files(job["_id"]) == []
-    assert list(get_db()[jobs.SEGMENT_OUTS].find({"job_id": job["_id"]})) == []
-    assert segments_now(job["_id"]) == []
+    assert _left(done) == []
     jobs.delete(job["_id"])
 
 
@@ -293,4 +297,55 @@ def test_a_join_whose_worker_died_is_sent_again_by_recovery(short_clip, workers,
     assert roles.count("annotated") == 1 and roles.count("poster") == 1 and "part" not in roles
     assert done["result"]["segments"]["attempts"] == [1] * len(plan["segments"])  # segments ran once
     assert segments_now(job["_id"]) == []
+    jobs.delete(done["_id"])
+
+
+@pytest.mark.slow
+def test_a_damaged_segment_fails_the_job_with_a_sentence_and_keeps_nothing(short_clip, workers, tmp_path):
+    broken = tmp_path / "damaged_middle.mp4"
+    data = bytearray(short_clip.read_bytes())
+    with av.open(str(short_clip)) as c:  # zero 100 frames of the second segment's media data
+        entries = c.streams.video[0].index_entries
+        a, b = entries[SEGMENT_S * 25 + 150].pos, entries[SEGMENT_S * 25 + 250].pos
+    data[a:b] = bytes(b - a)
+    broken.write_bytes(data)
+    done = wait_for_job(submit(broken, SEGMENT_S)["_id"], timeout=600)
+    assert done["status"] == "failed"
+    assert done["error"].startswith("the video is damaged after") and done["retryable"] is False
+    _wait(lambda: not _left(done), 30, "a segment kept running or left output")
+    time.sleep(3)  # a segment that had not noticed yet would write within its next second
+    assert _left(done) == []
+    jobs.delete(done["_id"])
+
+
+@pytest.mark.slow
+def test_a_segment_that_keeps_killing_workers_fails_the_job_and_a_retry_runs_only_it(
+        short_clip, workers, quick_stall):
+    job = submit(short_clip, SEGMENT_S)
+    plan = _wait(lambda: jobs.get(job["_id"]).get("plan"), 300, "never planned")
+    last = len(plan["segments"]) - 1
+    for attempt in range(1, jobs.MAX_SEGMENT_ATTEMPTS + 1):
+        seg = _wait(lambda a=attempt: next((s for s in segments_now(job["_id"]) if s.get("k") == last
+                                            and s["status"] == "running" and s["attempts"] == a
+                                            and (s.get("frames_done") or 0) > 0), None),
+                    600, f"attempt {attempt} of the last segment never ran")
+        victim = next(w for w in workers if int(seg["worker"].split(":")[1]) in w.children())
+        victim.kill()
+        _wait(lambda: jobs.segment_id(job["_id"], last) in recovery.sweep()["requeued_segments"], 60,
+              "the stalled segment was never sent again")
+        victim.start()
+    failed = wait_for_job(job["_id"], timeout=300)
+    assert failed["status"] == "failed" and failed["retryable"] is not False
+    stopped = f"the worker stopped {jobs.MAX_SEGMENT_ATTEMPTS} times while processing"
+    assert failed["error"].startswith(stopped) and "of this clip" in failed["error"]
+    first = next(s for s in segments_now(job["_id"]) if s.get("k") == 0)
+    assert first["status"] == "done"  # kept: a retry does not run it again
+    jobs.retry(job["_id"])
+    enqueue(PROCESS_JOB, str(job["_id"]))
+    done = wait_for_job(job["_id"], timeout=600)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["plan"]["id"] == plan["id"]
+    assert done["result"]["segments"]["attempts"][0] == first["attempts"] == 1
+    assert done["result"]["segments"]["attempts"][last] == 1  # the retry's own single attempt
+    assert [r["frame"] for r in frame_records(done)] == list(range(plan["frames"]))
     jobs.delete(done["_id"])
