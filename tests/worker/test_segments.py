@@ -60,14 +60,21 @@ def clip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workers(settings):
+def workers(settings, worker):
+    """Two worker processes, the only ones on the session's queues: the session's own worker (beats
+    every 15 s, STALLED_AFTER_S=90) is stopped meanwhile, so that "which worker ran what" and the
+    6-second stall judgement of these tests concern these two alone."""
+    worker.stop()
     env = {"STALLED_AFTER_S": "6"}
     pair = [SegmentWorker(ARTIFACTS / "logs" / f"worker-{RUN_TAG}-seg{i}.log", env) for i in range(2)]
-    for w in pair:
-        w.start()
-    yield pair
-    for w in pair:
-        w.stop()
+    try:
+        for w in pair:
+            w.start()
+        yield pair
+    finally:
+        for w in pair:
+            w.stop()
+        worker.start()
 
 
 @pytest.fixture
