@@ -90,6 +90,10 @@ def ensure_indexes(db: Database) -> None:
             db.frames.drop_index("job_id_1_frame_1")
         db.users.create_index("username", unique=True)
         db.tokens.create_index("token_hash", unique=True)
+        # The audit trail's searches (web/audit.py), newest first; FerretDB scans instead.
+        for key in ("clip_id", "username", "user_id", "action"):
+            db.audit.create_index([(key, 1), ("at", -1)])
+        db.audit.create_index([("at", -1)])
         db.training_images.create_index("sha256", unique=True)
     except PyMongoError as e:
         raise ServiceUnavailable(

@@ -7,6 +7,7 @@ import logging
 from shared import jobs
 from shared.celery_app import PROCESS_JOB, enqueue
 from shared.errors import ServiceUnavailable
+from web import audit
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ def requeue(clip: dict) -> dict:
     return send(jobs.retry(clip["_id"]))
 
 
-def remove(clip: dict) -> None:
-    """Delete a clip with its files and statistics (nothing the web reads is rebuilt afterwards)."""
+def remove(clip: dict, detail: str = "") -> None:
+    """Delete a clip with its files and statistics (nothing the web reads is rebuilt afterwards).
+
+    Recorded once done (a refused delete is not one): the entry keeps the clip's name and owner.
+    """
     jobs.delete(clip["_id"])
+    audit.record(audit.DELETE, clip, detail=detail)

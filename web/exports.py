@@ -16,7 +16,7 @@ from flask import Response, abort
 
 from shared import jobs, result_docs, results
 from shared.db import RESULTS, UPLOADS
-from web import store
+from web import audit, store
 from web.errors import ApiError
 from web.views.media import content_disposition, send_stored
 
@@ -36,10 +36,12 @@ def download(clip: dict, what: str) -> Response:
     if what not in KINDS:
         abort(404)
     if what == "original":
+        audit.record_download(clip, what)
         return send_stored(UPLOADS, clip["input_id"], download_name=clip.get("filename") or "original")
     if clip["status"] != jobs.SUCCEEDED:
         raise ApiError(409, "not_ready",
                        f"The clip is {clip['status']}; results exist once it has succeeded.")
+    audit.record_download(clip, what)  # refused (503) when it cannot be recorded
     result, name = clip["result"], stem(clip)
     if what == "annotated":
         suffix = ".mp4" if result.get("output_type") == "video/mp4" else ".jpg"

@@ -287,6 +287,13 @@ def spec() -> dict:
                     ],
                 )
             },
+            "/clips/{id}/audit": {
+                "get": _op(
+                    "Who viewed, downloaded, exported or deleted the clip, newest first (50 a page)",
+                    {"200": _json(_ref("AuditPage"), "One page of the clip's audit trail")},
+                    params=[CLIP_ID, page],
+                )
+            },
             "/clips/{id}/files/{file_id}": {
                 "get": _op(
                     "A face crop or explanation image of the clip (PNG/JPEG)",
@@ -481,6 +488,35 @@ def _schemas() -> dict:
                 },
                 "persons": {"type": "array", "items": _ref("Person")},
                 "violations": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "AuditPage": {
+            "type": "object",
+            "properties": {
+                "clip": {"type": "string"},
+                "page": {"type": "integer"},
+                "next": {"type": "string", "nullable": True},
+                "entries": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "at": {"type": "string", "format": "date-time"},
+                            "action": {"type": "string",
+                                       "enum": ["view", "download", "export", "delete", "account_delete"]},
+                            "detail": {"type": "string"},
+                            "user": {"type": "object", "properties": {"id": {"type": "string"},
+                                                                      "username": {"type": "string"}}},
+                            "address": {"type": "string", "nullable": True},
+                            "user_agent": {"type": "string"},
+                            "via": {"type": "string", "enum": ["page", "api"]},
+                            "clip": {"type": "object", "properties": {"id": {"type": "string"},
+                                                                      "filename": {"type": "string"},
+                                                                      "owner": {"type": "string"}}},
+                        },
+                    },
+                },
             },
         },
         "Explanation": {

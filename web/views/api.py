@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from shared import jobs, result_docs
 from shared.celery_app import EXPLAIN_FACE, enqueue
 from shared.errors import IllegalTransition, ServiceUnavailable
-from web import exports, store
+from web import audit, exports, store
 from web.actions import remove, requeue
 from web.auth import authenticate_api, owner_scope, session_expired
 from web.errors import ApiError
@@ -170,6 +170,7 @@ def retry(job_id):
 def results(job_id):
     """Summary, chart bins (per second and minute), every person and the violations, in one document."""
     clip = _succeeded(job_id)
+    audit.record(audit.VIEW, clip, detail="results")
     body = (
         '{"clip":' + store.dumps(clip_json(clip))
         + ',"summary":' + store.dumps(store.summary(clip))
@@ -198,6 +199,7 @@ def persons(job_id):
     clip = _succeeded(job_id)
     pages = store.page_count(clip)
     page = _int_arg("page", 1, 1, pages)
+    audit.record(audit.VIEW, clip, detail=f"persons page {page}")
     return jsonify(page=page, pages=pages, total=store.n_persons(clip),
                    persons=store.persons_page(clip, page))
 
@@ -209,6 +211,7 @@ def frames(job_id):
     total = clip["result"].get("frames") or 0
     start = _int_arg("start", 0, 0, max(total, 0))
     limit = _int_arg("limit", 500, 1, FRAMES_LIMIT)
+    audit.record(audit.VIEW, clip, detail=f"frames {start}-{min(start + limit, total) - 1}")
     # The buckets holding these frames, by _id: each page reads at most three documents.
     docs = result_docs.frames_page_text(clip["_id"], start, limit)
     end = start + limit
@@ -222,6 +225,16 @@ def frames(job_id):
 def download(job_id, what):
     """annotated | original | frames.csv | frames.json | persons.csv (streamed; Range for media)."""
     return exports.download(_clip(job_id), what)
+
+
+@bp.get("/clips/<job_id>/audit")
+def clip_audit(job_id):
+    """Who viewed, downloaded, exported or deleted the clip, newest first (its owner and admins)."""
+    clip = _clip(job_id)
+    page = _int_arg("page", 1, 1, 1_000_000)
+    entries, more = audit.for_clip(clip["_id"], page)
+    nxt = url_for("api.clip_audit", job_id=str(clip["_id"]), page=page + 1) if more else None
+    return jsonify(clip=str(clip["_id"]), page=page, next=nxt, entries=[audit.as_json(e) for e in entries])
 
 
 @bp.get("/clips/<job_id>/files/<file_id>")

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, render_template, request
 from flask_login import current_user, login_required
 
 from shared import jobs
-from web import exports, store
+from web import audit, exports, store
 from web.fragments import FRAGMENTS
 from web.views.auth import EmptyForm
 
@@ -18,6 +18,7 @@ bp = Blueprint("results", __name__)
 def clip(job_id):
     """The results page (a video or a still image), or the clip's state until it is done."""
     c = store.get_clip(job_id, current_user)
+    audit.record(audit.VIEW, c, detail="results page")
     if c["status"] != jobs.SUCCEEDED:
         return render_template("results/pending.html", clip=c, empty=EmptyForm())
     pages = store.page_count(c)
