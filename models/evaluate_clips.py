@@ -153,6 +153,8 @@ def evaluate_composed(work: Path, photos: int, seed: int) -> dict:
     return {"clips": clips, "total": {
         "true_people": true, "counted": counted,
         "count_error": round((counted - true) / true, 4) if true else None,
+        "true_people_missed": sum(c["true_people_missed"] for c in clips.values()),
+        "fragments": sum(c["fragments"] for c in clips.values()),
         "id_switches": sum(c["id_switches"] for c in clips.values()),
         "false_tracks": sum(c["false_tracks"] for c in clips.values()),
     }}
