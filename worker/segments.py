@@ -43,7 +43,7 @@ from worker.pipeline.encode import write_thumbnail
 from worker.pipeline.stats import tallies
 from worker.pipeline.threads import BackgroundWriter
 from worker.segments_plan import info_of
-from worker.tasks import TEMP_PREFIX, TRANSIENT, WORKER_NAME, BucketSink
+from worker.tasks import TEMP_PREFIX, TRANSIENT, WORKER_NAME, BucketSink, _duration
 
 log = logging.getLogger(__name__)
 ID_STRIDE = 1000  # segment k's track ids are k*1000 + 1, 2, ...
@@ -100,8 +100,7 @@ def _attempt(job: dict, seg: dict) -> str:
         return jobs.FAILED
     except SoftTimeLimitExceeded:
         _discard(job, seg)
-        _fail(job, f"processing {_span(plan, k)} of this clip took longer than the "
-                   f"{_limits()[0] // 60}-minute limit of a segment")
+        _fail(job, _limit_sentence(plan, k), keep=False)  # a retry would take as long: nothing is kept
         return jobs.FAILED
     except TRANSIENT:
         raise  # retried by Celery; the redelivered attempt starts clean
@@ -356,11 +355,21 @@ def stop_cancelled(job: dict) -> None:
         discard_all(job)
 
 
-def _fail(job: dict, reason: str, *, retryable: bool = True) -> None:
-    """Fail the job with a sentence (once); finished segments are kept, so a retry runs only the rest."""
+def _limit_sentence(plan: dict, k: int) -> str:
+    """Why a segment that ran out of time failed its job (the job's own sentence when that limit bound)."""
+    s = get_settings()
+    if s.job_time_limit_s <= s.segment_time_limit_s:
+        return f"processing took longer than the {_duration(s.job_time_limit_s)} limit"
+    return (f"processing {_span(plan, k)} of this clip took longer than the "
+            f"{_duration(s.segment_time_limit_s)} limit of a segment")
+
+
+def _fail(job: dict, reason: str, *, retryable: bool = True, keep: bool = True) -> None:
+    """Fail the job with a sentence (once); finished segments are kept (unless not keep, or the failure
+    cannot be retried), so a retry runs only the rest."""
     try:
         jobs.fail(job["_id"], job["run_id"], reason, retryable=retryable)
     except (IllegalTransition, NotFound):
         return
-    if not retryable:
+    if not retryable or not keep:
         discard_all(job)

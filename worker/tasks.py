@@ -50,7 +50,12 @@ def process_job(self, job_id: str) -> str:
     # Beats while this attempt lives: recovery re-queues the job within STALLED_AFTER_S if it stops.
     with Heartbeat(job["_id"], job["run_id"], worker=job.get("worker") or WORKER_NAME,
                    every_s=max(1.0, get_settings().stalled_after_s / 6)):
-        plan = _plan(job)
+        try:
+            plan = _plan(job)
+        except SoftTimeLimitExceeded:
+            limit = get_settings().job_time_limit_s
+            return _confirm(jobs.fail, job_id, job["run_id"],
+                            f"processing took longer than the {_duration(limit)} limit", state=jobs.FAILED)
         if plan is not None:
             return _split(job, plan)
         return _attempt(job_id, job)
@@ -62,7 +67,7 @@ def _plan(job: dict) -> dict | None:
 
     try:
         return segments_plan.plan_video(job, get_settings())
-    except TRANSIENT:
+    except (TRANSIENT, SoftTimeLimitExceeded):
         raise
     except Exception as e:  # noqa: BLE001 - an unsplittable file runs whole: that path says what is wrong
         log.info("job %s runs unsplit: %s", job["_id"], e)
