@@ -67,7 +67,7 @@ def _plan(job: dict) -> dict | None:
 
     try:
         return segments_plan.plan_video(job, get_settings())
-    except (TRANSIENT, SoftTimeLimitExceeded):
+    except (*TRANSIENT, SoftTimeLimitExceeded):
         raise
     except Exception as e:  # noqa: BLE001 - an unsplittable file runs whole: that path says what is wrong
         log.info("job %s runs unsplit: %s", job["_id"], e)
