@@ -13,7 +13,8 @@ shared/storage.py at each stored size, seeks, and deleting the clip with all its
 
 Baselines in the same run: the server's query plan and time for a bucket found by `_id` and the
 same bucket found by fields (job_id, n: what an index serves on MongoDB but FerretDB's SQLite
-backend scans), and each GridFS figure at the smaller and the larger stored size. Prints JSON.
+backend scans), and each GridFS figure at the smaller and the larger stored size. Prints JSON, then
+one line per target of issue 9's "Done when" (met or MISSED, with the figure).
 """
 
 from __future__ import annotations
@@ -165,6 +166,32 @@ def _export(client, url: str, frames: int) -> dict:
             "mb": round(size / 1e6, 1), "rss_growth_mb": rss.stop()}
 
 
+def done_when(out: dict) -> list[str]:
+    """The issue's "Done when" lines from a run's figures: measured, target, met or MISSED."""
+    lines = []
+
+    def line(what: str, got, target: str, met: bool) -> None:
+        lines.append(f"{'met   ' if met else 'MISSED'} {what}: {got} (target {target})")
+
+    t = out.get("timings_ms") or {}
+    for k, target in TARGETS_MS.items():
+        if k in t:
+            line(f"{k} median", f"{t[k]['median']} ms", f"< {target} ms", t[k]["median"] < target)
+    csv = (out.get("exports") or {}).get("frames_csv")
+    if csv:
+        line("frames.csv export", f"{csv['frames_per_s']} frames/s, web RSS +{csv['rss_growth_mb']} MB",
+             f">= {TARGET_FRAMES_PER_S} frames/s", csv["frames_per_s"] >= TARGET_FRAMES_PER_S)
+    for g in (out.get("gridfs") or {}).values():
+        for k in ("write_mb_per_s", "read_mb_per_s"):
+            line(f"GridFS {k.split('_')[0]} of the upload, {g['stored_gb']} GB stored", f"{g[k]} MB/s",
+                 f">= {TARGET_MB_PER_S} MB/s", g[k] >= TARGET_MB_PER_S)
+    if "delete_clip_s" in out:
+        line("delete the clip with all its data", f"{out['delete_clip_s']} s, "
+             f"{out.get('delete_left_documents')} documents left", f"< {TARGET_DELETE_S} s",
+             out["delete_clip_s"] < TARGET_DELETE_S and out.get("delete_left_documents") == 0)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Seed, time, print JSON; exit 1 when a target is missed."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -287,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             db.get_client().drop_database(db_name)
     print(json.dumps(out, indent=2))
+    print("\n".join(done_when(out)))
     return 0 if out.get("ok") else 1
 
 

@@ -7,6 +7,7 @@ import io
 import tracemalloc
 
 import pytest
+from pymongo import monitoring
 
 from shared import storage
 from shared.errors import NotFound, RangeNotSatisfiable
@@ -106,3 +107,56 @@ def test_chunks_we_write_are_addressable_by_id(settings, mongo):
     assert mongo["uploads.chunks"].find_one({"_id": storage.chunk_id(file_id, 1)})["data"] == b"x" * 5
     storage.delete("uploads", file_id)
     assert mongo["uploads.chunks"].count_documents({"files_id": file_id}) == 0
+
+
+class _ChunkQueries(monitoring.CommandListener):
+    """Records the filters of the finds and deletes sent to a `.chunks` collection while on."""
+
+    def __init__(self):
+        self.on, self.seen = False, []
+
+    def started(self, event):
+        name = event.command_name
+        if self.on and name in ("find", "getMore", "delete") and str(
+                event.command.get(name if name != "getMore" else "collection")).endswith(".chunks"):
+            filters = ([d["q"] for d in event.command["deletes"]] if name == "delete"
+                       else [event.command.get("filter")])
+            self.seen += [(name, f) for f in filters]
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+_LISTENER = _ChunkQueries()
+monitoring.register(_LISTENER)  # clients made from here on report to it; it records only while on
+
+
+def test_reading_seeking_and_deleting_fetch_chunks_by_id_a_few_at_a_time(settings):
+    # What keeps GridFS speed independent of how much is stored: every chunk query is an `_id` list of
+    # at most a batch (served by the `_id` index: tests/shared/test_id_index.py), never a filter on
+    # files_id that a FerretDB server answers by reading every chunk of every file.
+    from shared import db
+
+    n = 7
+    file_id = storage.put("uploads", io.BytesIO(b"y" * (n * MB - 3)), "k.bin", content_type=BINARY)
+    db.reset()  # a new client, which reports to the listener
+    _LISTENER.on, _LISTENER.seen = True, []
+    try:
+        with storage.open_file("uploads", file_id) as f:
+            assert len(f.read()) == n * MB - 3
+        got = b"".join(storage.iter_range(storage.open_file("uploads", file_id), 3 * MB + 5, 3 * MB + 70_004))
+        assert got == b"y" * 70_000
+        assert storage.delete("uploads", file_id)
+    finally:
+        _LISTENER.on = False
+        db.reset()
+    seen = _LISTENER.seen
+    assert [name for name, _ in seen] == ["find"] * (-(-n // storage.READ_BATCH) + 1) + ["delete"], seen
+    for name, f in seen:
+        assert list(f) == ["_id"] and list(f["_id"]) == ["$in"], f
+        ids = f["_id"]["$in"]
+        assert 1 <= len(ids) <= (storage.READ_BATCH if name == "find" else storage.DELETE_BATCH), f
+        assert all(i.startswith(f"{file_id}:") for i in ids), f
