@@ -66,6 +66,10 @@ PROFILES: dict[str, YuNetParams] = {
     # is 0.10 for faces < 24 px, 0.52 at 24-48 px, 0.89 at >= 48 px (max_side=1920: 0.46/0.88/0.96
     # at ~5x the time).
     "video": YuNetParams(scale=2.0, max_side=960),
+    # Privacy (the anonymised export, and the check of it): as many faces as the model can find, false
+    # alarms welcome. Photos' 2x enlargement up to 1920 px wide (1080p at 1x: ~4x the video cost) and
+    # the lowest threshold that still keeps textures out.
+    "sensitive": YuNetParams(scale=2.0, max_side=1920, score_threshold=0.3),
 }
 DEFAULT_PROFILE = "still"
 

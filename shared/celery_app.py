@@ -12,15 +12,17 @@ from shared.errors import ServiceUnavailable
 PROCESS_JOB = "maskwatch.process_job"
 EXPLAIN_FACE = "maskwatch.explain_face"
 PROCESS_SEGMENT = "maskwatch.process_segment"  # (job_id, k): one segment of a long clip (worker/segments.py)
+ANONYMISE = "maskwatch.anonymise"  # (job_id,): a copy of a finished clip with every face blurred
 JOIN_SEGMENTS = "maskwatch.join_segments"  # (job_id,): the segments' outputs made one result (worker/join.py)
-VIDEO_TASKS = (PROCESS_JOB, EXPLAIN_FACE, PROCESS_SEGMENT, JOIN_SEGMENTS)
+VIDEO_TASKS = (PROCESS_JOB, EXPLAIN_FACE, PROCESS_SEGMENT, JOIN_SEGMENTS, ANONYMISE)
 
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app configured for long, must-not-be-lost video jobs on a Redis broker."""
     # `include` is read by worker processes only: the web never imports task code.
     app = Celery("maskwatch", broker=settings.redis_url,
-                 include=["worker.tasks", "worker.explain", "worker.segments", "worker.join"])
+                 include=["worker.tasks", "worker.explain", "worker.segments", "worker.join",
+                          "worker.anonymise"])
     app.conf.update(
         task_queues=[Queue(VIDEO_QUEUE), Queue("default")],
         task_default_queue="default",

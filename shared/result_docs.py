@@ -291,7 +291,8 @@ def job_files(job: dict, *, legacy: bool = True) -> list:
         recorded = [f["_id"] for f in get_db()[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]},
                                                                        {"_id": 1})]
     result = job.get("result") or {}
-    own = [result.get("output_id"), result.get("thumbnail_id"), *(job.get("pending_files") or [])]
+    own = [result.get("output_id"), result.get("thumbnail_id"), *(job.get("pending_files") or []),
+           (job.get("anonymised") or {}).get("file_id")]
     for exp in (job.get("explanations") or {}).values():
         own += [exp.get(k) for k in ("crop_id", "gradcam_id", "occlusion_id")]
     return list(dict.fromkeys([*recorded, *(f for f in own if f)]))

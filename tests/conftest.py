@@ -33,9 +33,31 @@ def _isolate_environment() -> None:
     parts = urlsplit(mongo)
     os.environ["MONGO_URI"] = urlunsplit(parts._replace(path=f"/maskwatch_test_{RUN_TAG}"))
     r = urlsplit(redis_url)
-    os.environ["REDIS_URL"] = urlunsplit(r._replace(path=f"/{1 + int(RUN_TAG, 16) % 15}"))
+    os.environ["REDIS_URL"] = urlunsplit(r._replace(path=f"/{_claim_redis_db(redis_url)}"))
     os.environ.setdefault("CONNECT_TIMEOUT_S", "3")
 
+
+def _claim_redis_db(redis_url: str) -> int:
+    """A Redis database number 1-15 that no other live test session holds (a key with a lease in it).
+
+    Two sessions on one database take each other's jobs (each worker then finds no such job in its
+    own MongoDB database and drops the message), so a number is claimed, not drawn.
+    """
+    import redis
+
+    start = int(RUN_TAG, 16) % 15
+    for i in range(15):
+        n = 1 + (start + i) % 15
+        r = redis.Redis.from_url(redis_url, db=n)
+        try:
+            if r.set(SESSION_KEY, RUN_TAG, nx=True, ex=4 * 3600):
+                return n
+        except redis.RedisError:
+            break  # Redis down: the fixtures report it
+    return 1 + start
+
+
+SESSION_KEY = "maskwatch:test-session"
 
 _isolate_environment()
 
@@ -52,7 +74,9 @@ def settings():
     set_settings(s)
     db.reset()
     redis.Redis.from_url(s.redis_url).flushdb()
+    redis.Redis.from_url(s.redis_url).set(SESSION_KEY, RUN_TAG, ex=4 * 3600)  # the flush took the claim
     yield s
+    redis.Redis.from_url(s.redis_url).delete(SESSION_KEY)
     db.get_client().drop_database(db.get_db().name)
     db.reset()
 
