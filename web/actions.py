@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from shared import jobs
-from shared.celery_app import PROCESS_JOB, enqueue
+from shared import anonymised, jobs
+from shared.celery_app import ANONYMISE, PROCESS_JOB, enqueue
 from shared.errors import ServiceUnavailable
 from web import audit
 
@@ -39,3 +39,16 @@ def remove(clip: dict, detail: str = "") -> None:
     """
     jobs.delete(clip["_id"])
     audit.record(audit.DELETE, clip, detail=detail)
+
+
+def anonymise(clip: dict) -> dict:
+    """Ask for an anonymised copy of a finished clip (every face blurred); the job. IllegalTransition
+    when the clip is not finished or a copy is being made; a queue outage fails the request, saying so."""
+    job = anonymised.request(clip["_id"])
+    try:
+        enqueue(ANONYMISE, str(job["_id"]))
+    except ServiceUnavailable as e:
+        log.warning("anonymised copy of %s not queued: %s", job["_id"], e)
+        anonymised.fail(job["_id"], "the job queue is unreachable right now; ask again in a minute")
+        job = jobs.get(job["_id"])
+    return job

@@ -22,7 +22,7 @@ from web.views.media import content_disposition, send_stored
 
 FRAME_COLUMNS = results.FRAME_COLUMNS
 PERSON_COLUMNS = results.PERSON_COLUMNS
-KINDS = ("annotated", "original", "frames.csv", "frames.json", "persons.csv")
+KINDS = ("annotated", "original", "frames.csv", "frames.json", "persons.csv", "anonymised")
 
 
 def stem(clip: dict) -> str:
@@ -46,6 +46,12 @@ def download(clip: dict, what: str) -> Response:
     if what == "annotated":
         suffix = ".mp4" if result.get("output_type") == "video/mp4" else ".jpg"
         return send_stored(RESULTS, result["output_id"], download_name=f"{name}.annotated{suffix}")
+    if what == "anonymised":
+        copy = clip.get("anonymised") or {}
+        if not copy.get("file_id"):
+            raise ApiError(409, "not_ready", "There is no anonymised copy of this clip yet: ask for one.")
+        suffix = ".mp4" if clip["kind"] == "video" else ".jpg"
+        return send_stored(RESULTS, copy["file_id"], download_name=f"{name}.anonymised{suffix}")
     if what == "frames.csv":
         return _attachment(frames_csv(clip), "text/csv; charset=utf-8", f"{name}.frames.csv")
     if what == "frames.json":

@@ -294,6 +294,19 @@ def spec() -> dict:
                     params=[CLIP_ID, page],
                 )
             },
+            "/clips/{id}/anonymised": {
+                "get": _op(
+                    "The anonymised copy (faces blurred): none, pending, running, done (with URL), failed",
+                    {"200": _json(_ref("Anonymised"), "Its state")},
+                    params=[CLIP_ID],
+                ),
+                "post": _op(
+                    "Ask a worker for a copy of the finished clip with every face blurred, checked face-free",
+                    {"202": _json(_ref("Anonymised"), "Pending"), **NOT_READY,
+                     "503": {"$ref": "#/components/responses/Unavailable"}},
+                    params=[CLIP_ID],
+                ),
+            },
             "/clips/{id}/files/{file_id}": {
                 "get": _op(
                     "A face crop or explanation image of the clip (PNG/JPEG)",
@@ -517,6 +530,17 @@ def _schemas() -> dict:
                         },
                     },
                 },
+            },
+        },
+        "Anonymised": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["none", "pending", "running", "done", "failed"]},
+                "progress": {"type": "number"},
+                "error": {"type": "string"},
+                "url": {"type": "string", "description": "download of the copy (done)"},
+                "requested_at": {"type": "string"},
+                "finished_at": {"type": "string"},
             },
         },
         "Explanation": {

@@ -232,3 +232,50 @@ def test_drop_uploads_and_bad_files_in_a_browser(live_server, page, bob, mongo):
     assert mongo.jobs.count_documents({"owner": bob.id}) == before + 1
     shot(page, "15-drop-uploads")
     assert not page.js_errors, page.js_errors
+
+
+@pytest.mark.browser
+def test_an_anonymised_copy_is_asked_for_on_the_results_page_downloaded_and_played(
+        worker, live_server, page, alice, asset):
+    import av
+
+    from shared.celery_app import PROCESS_JOB, enqueue
+    from tests.worker.helpers import stored_job
+
+    clip = asset("real_clips") / "corridor_two_people.mp4"
+    job = stored_job(clip, clip.name, owner=alice.id)
+    enqueue(PROCESS_JOB, str(job["_id"]))
+    sign_in(page, live_server, alice.username)
+    page.goto(f"{live_server}/clips/{job['_id']}")
+    # The pending page polls until done, then shows the results.
+    page.wait_for_selector("#anonymise-button", timeout=240_000)
+    page.click("#anonymise-button")
+    page.wait_for_selector("#anon-status")
+    shot(page, "10-anonymising")
+    # The page polls the copy's state and shows its download once it is made (a reload, no click).
+    page.wait_for_selector("#download-anonymised", timeout=300_000)
+    assert "every face blurred" in page.inner_text("#download-anonymised + span")
+    shot(page, "11-anonymised")
+    with page.expect_download() as dl:
+        page.click("#download-anonymised")
+    download = dl.value
+    assert download.suggested_filename == "corridor_two_people.anonymised.mp4"
+    with av.open(download.path()) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == jobs.get(job["_id"])["result"]["frames"]
+    # It plays in the browser like the annotated video.
+    page.goto(f"{live_server}/clips/{job['_id']}")
+    url = page.get_attribute("#download-anonymised", "href")
+    played = page.evaluate("""url => new Promise(res => {
+        const v = document.createElement('video');
+        v.muted = true; v.src = url;
+        v.addEventListener('timeupdate', () => {
+            if (v.currentTime > 0.2) { v.pause(); res(v.currentTime); }
+        });
+        v.addEventListener('error', () => res(-1));
+        setTimeout(() => res(v.currentTime), 60000);
+        document.body.appendChild(v);
+        v.play().catch(() => res(-2));
+    })""", url)
+    assert played > 0.2, played
+    assert not page.js_errors, page.js_errors

@@ -10,7 +10,7 @@ from shared import jobs, result_docs
 from shared.celery_app import EXPLAIN_FACE, enqueue
 from shared.errors import IllegalTransition, ServiceUnavailable
 from web import audit, exports, store
-from web.actions import remove, requeue
+from web.actions import anonymise, remove, requeue
 from web.auth import authenticate_api, owner_scope, session_expired
 from web.errors import ApiError
 from web.uploads import store_files
@@ -235,6 +235,31 @@ def clip_audit(job_id):
     entries, more = audit.for_clip(clip["_id"], page)
     nxt = url_for("api.clip_audit", job_id=str(clip["_id"]), page=page + 1) if more else None
     return jsonify(clip=str(clip["_id"]), page=page, next=nxt, entries=[audit.as_json(e) for e in entries])
+
+
+def _anonymised_json(job: dict) -> dict:
+    copy = job.get("anonymised") or {}
+    out = {k: copy.get(k) for k in ("status", "progress", "error", "requested_at", "finished_at")}
+    out["status"] = out["status"] or "none"
+    if copy.get("file_id"):
+        out["url"] = url_for("api.download", job_id=str(job["_id"]), what="anonymised")
+    return store.plain(out)
+
+
+@bp.get("/clips/<job_id>/anonymised")
+def anonymised_copy(job_id):
+    """The anonymised copy's state: none, pending, running (progress), done (with its URL) or failed."""
+    return jsonify(_anonymised_json(jobs.get(_clip(job_id)["_id"])))
+
+
+@bp.post("/clips/<job_id>/anonymised")
+def make_anonymised_copy(job_id):
+    """Ask for a copy of the clip with every face blurred (made by a worker; poll the GET for it)."""
+    try:
+        job = anonymise(_succeeded(job_id))
+    except IllegalTransition as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    return jsonify(_anonymised_json(job)), 202
 
 
 @bp.get("/clips/<job_id>/files/<file_id>")

@@ -10,7 +10,7 @@ from wtforms.validators import ValidationError
 from shared import jobs
 from shared.errors import IllegalTransition
 from web import store
-from web.actions import remove, requeue
+from web.actions import anonymise, remove, requeue
 from web.auth import check_csrf_header, csrf, owner_scope, wants_json
 from web.uploads import store_files
 from web.views.api import clip_json
@@ -102,6 +102,19 @@ def cancel(job_id):
     except IllegalTransition:
         flash(f"{clip['filename']} is {clip['status']}; it cannot be cancelled.")
     return redirect(_back(), 303)
+
+
+@bp.post("/clips/<job_id>/anonymise")
+@login_required
+def make_anonymised(job_id):
+    """Ask for a copy of a finished clip with every face blurred."""
+    clip = store.get_clip(job_id, current_user)
+    try:
+        anonymise(clip)
+        flash("An anonymised copy is being made; it appears under Downloads when ready.")
+    except IllegalTransition as e:
+        flash(f"{clip['filename']}: {e}.")
+    return redirect(url_for("results.clip", job_id=clip["_id"]), 303)
 
 
 @bp.post("/clips/<job_id>/delete")

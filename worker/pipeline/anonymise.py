@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 
 from models.faces import LABELS, REJECTED, UNKNOWN, Faces
-from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import Frame
 
 WINDOW_S = 0.2  # a box also covers this long before and after the frame it was found on
@@ -86,8 +85,8 @@ def pixelate(image: np.ndarray, boxes: np.ndarray, margin: float = MARGIN) -> No
 
 def anonymised_frames(frames: Iterable[Frame], records: Iterable[dict],
                       detector: Callable[[np.ndarray], Faces], *, fps: float,
-                      bridged: dict[int, list[np.ndarray]], boxes: bool) -> Iterator[Frame]:
-    """The frames with every face pixelated (and, with boxes, the stored compliance boxes drawn on top).
+                      bridged: dict[int, list[np.ndarray]]) -> Iterator[Frame]:
+    """The frames with every face pixelated.
 
     records: the clip's frame records in order; bridged: more boxes by frame index (gaps of tracks,
     leaks an earlier pass left). Each frame is held back until the k frames after it are decoded and
@@ -119,8 +118,6 @@ def anonymised_frames(frames: Iterable[Frame], records: Iterable[dict],
             cover.append(np.array(bridged.get(j, []), np.float32).reshape(-1, 4))
         pixelate(frame.image, np.concatenate(cover))
         pixelate(frame.image, detector(frame.image).xyxy)
-        if boxes:
-            annotate(frame.image, stored_at(i))
         for j in [j for j in stored if j < i - k]:
             del stored[j]
         while window and window[0][0] < n - k:
@@ -164,7 +161,7 @@ def stored_records(bucket_texts: Iterable[str]) -> Iterator[dict]:
         yield from json.loads(text)
 
 
-def anonymise_image(image: np.ndarray, record: dict, detector, *, boxes: bool, out: Path) -> Path:
+def anonymise_image(image: np.ndarray, record: dict, detector, *, out: Path) -> Path:
     """A still image with every face pixelated (stored and found anew); JPEG at out."""
     found = [detector(image).xyxy, record_faces(record).xyxy]
     pixelate(image, np.concatenate(found))
@@ -172,7 +169,5 @@ def anonymise_image(image: np.ndarray, record: dict, detector, *, boxes: bool, o
         if not len(again := detector(image).xyxy):
             break
         pixelate(image, again)
-    if boxes:
-        annotate(image, record_faces(record))
     cv2.imwrite(str(out), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return out

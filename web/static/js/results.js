@@ -220,4 +220,22 @@
     });
     document.getElementById("explain-close").addEventListener("click", () => { panel.hidden = true; current = null; });
   }
+
+  // ---- the anonymised copy: poll while it is being made, then show the page with its download -----
+  const anon = document.getElementById("anon-status");
+  if (anon) {
+    const progress = document.getElementById("anon-progress");
+    (async function poll() {
+      for (;;) {
+        await new Promise(r => setTimeout(r, 2000));
+        try {
+          const resp = await fetch(anon.dataset.url, {headers: {"Accept": "application/json"}});
+          if (!resp.ok) continue;
+          const data = await resp.json();
+          if (data.status === "done" || data.status === "failed") { window.location.reload(); return; }
+          progress.textContent = Math.round((data.progress || 0) * 100) + "%";
+        } catch (e) { /* offline for a moment: try again */ }
+      }
+    })();
+  }
 })();
