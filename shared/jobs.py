@@ -84,12 +84,12 @@ def get(job_id, owner: str | None = None) -> dict:
     return doc
 
 
-def list_for(owner: str | None, limit: int = 200) -> list[dict]:
-    """Newest jobs first; owner None lists everyone's (admins)."""
+def list_for(owner: str | None, limit: int = 200, skip: int = 0) -> list[dict]:
+    """Newest jobs first, from the skip-th on; owner None lists everyone's (admins)."""
     query = {} if owner is None else {"owner": owner}
     # The list needs summaries only (the job document holds no ledger or bins: shared/result_docs.py).
     hidden = {"explanations": 0}
-    return list(get_db().jobs.find(query, hidden).sort("created_at", -1).limit(limit))
+    return list(get_db().jobs.find(query, hidden).sort("created_at", -1).skip(skip).limit(limit))
 
 
 def _transition(job_id, to: str, *, extra_filter: dict | None = None, set_: dict | None = None,

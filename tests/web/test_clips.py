@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 
@@ -238,3 +239,24 @@ def test_streamed_multipart_keeps_every_byte(signed_in, alice):
     assert job["size"] == len(body)
     with storage.open_file(UPLOADS, job["input_id"]) as f:
         assert f.read() == body
+
+
+def test_the_clips_list_pages_by_fifty_newest_first(signed_in, settings):
+    from tests.web.conftest import PASSWORD, unique
+    from web import users
+    from web.views.clips import LIST_PAGE
+
+    user = users.create(unique("pages"), PASSWORD)
+    for i in range(LIST_PAGE + 5):
+        fid = storage.put(UPLOADS, io.BytesIO(b"x"), f"clip-{i:03d}.mp4", content_type="video/mp4")
+        jobs.create(owner=user.id, filename=f"clip-{i:03d}.mp4", kind="video", input_id=fid, size=1,
+                    content_type="video/mp4")
+    c = signed_in(user)
+    first = c.get("/").get_data(as_text=True)
+    names = re.findall(r"clip-(\d{3})\.mp4</a>", first)
+    assert len(set(names)) == LIST_PAGE and names[0] == f"{LIST_PAGE + 4:03d}"  # the newest first
+    assert 'id="older"' in first and "← newer" not in first
+    second = c.get("/?page=2").get_data(as_text=True)
+    rest = sorted(set(re.findall(r"clip-(\d{3})\.mp4</a>", second)), reverse=True)
+    assert rest == ["004", "003", "002", "001", "000"] and 'id="older"' not in second and "← newer" in second
+    assert c.get("/?page=3").status_code == 404 and c.get("/?page=0").status_code == 404

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
@@ -16,15 +16,23 @@ from web.uploads import store_files
 from web.views.api import clip_json
 from web.views.auth import EmptyForm
 
+LIST_PAGE = 50  # clips per page of the list
 bp = Blueprint("clips", __name__)
 
 
 @bp.get("/")
 @login_required
 def index():
-    """Upload area and the clips list, newest first."""
-    clips = jobs.list_for(owner_scope(current_user))
-    return render_template("clips/index.html", clips=clips, empty=EmptyForm())
+    """Upload area and the clips list, newest first, LIST_PAGE a page (?page=2 for older ones)."""
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
+    # One more than a page tells whether there is an older page; rendering rows is the list's main cost.
+    clips = jobs.list_for(owner_scope(current_user), limit=LIST_PAGE + 1, skip=(page - 1) * LIST_PAGE)
+    if page > 1 and not clips:
+        abort(404)
+    return render_template("clips/index.html", clips=clips[:LIST_PAGE], empty=EmptyForm(), page=page,
+                           older=len(clips) > LIST_PAGE)
 
 
 @bp.get("/clips/<job_id>/row")
