@@ -90,8 +90,10 @@ def mongo(settings):
 class WorkerProcess:
     """A real Celery worker process consuming the test queues."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, env: dict | None = None, name: str = "test"):
         self.log_path = log_path
+        self.env = env or {}  # overrides of this process's environment (another stack's services...)
+        self.name = name
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> None:
@@ -113,8 +115,8 @@ class WorkerProcess:
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "video,default",
              "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"test-{RUN_TAG}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
-            cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+             "-n", f"{self.name}-{RUN_TAG}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
+            cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -123,6 +125,11 @@ class WorkerProcess:
         import psutil
 
         return [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (parent and pool): a machine that dies."""
+        os.killpg(self.proc.pid, 9)
+        self.proc.wait(30)
 
     def stop(self) -> None:
         """Warm shutdown, then kill if it hangs."""

@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -48,7 +47,7 @@ class Stack:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.ports = {"REDIS_PORT": str(free_port()), "MONGO_PORT": str(free_port())}
-        self.workers: list[PrivateWorker] = []
+        self.workers: list[WorkerProcess] = []
         self.procs: list[subprocess.Popen] = []
 
     def services(self, *args: str) -> None:
@@ -90,8 +89,9 @@ class Stack:
         finally:
             app.close()
 
-    def worker(self) -> PrivateWorker:
-        w = PrivateWorker(ARTIFACTS / "logs" / f"faults-worker-{len(self.workers)}.log", self.env)
+    def worker(self) -> WorkerProcess:
+        log = ARTIFACTS / "logs" / f"faults-worker-{len(self.workers)}.log"
+        w = WorkerProcess(log, self.env, name="faults")
         w.start()
         self.workers.append(w)
         return w
@@ -117,21 +117,6 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     p.kill()
         self.services("stop")
-
-
-class PrivateWorker(WorkerProcess):
-    """A real Celery worker process on the fault stack."""
-
-    def __init__(self, log_path: Path, env: dict):
-        super().__init__(log_path)
-        self.env = env
-
-    def _spawn(self, log) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "video,default", "-c", "1",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"faults-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture(scope="module")

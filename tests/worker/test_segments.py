@@ -6,10 +6,6 @@ MongoDB-compatible server, real Celery workers)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +18,7 @@ from shared import jobs, result_docs
 from shared.celery_app import PROCESS_JOB, enqueue
 from shared.config import get_settings, set_settings
 from shared.db import get_db
-from tests.conftest import ARTIFACTS, ROOT, RUN_TAG, WorkerProcess, wait_for_job
+from tests.conftest import ARTIFACTS, RUN_TAG, WorkerProcess, wait_for_job
 from tests.worker.helpers import fetch_output, frame_records, persons_of, result_files, stored_job
 from worker import recovery
 from worker.heartbeat import HEARTBEATS
@@ -31,27 +27,6 @@ from worker.segments_plan import plan_video
 SECONDS = 120  # a two-minute clip: six 20-second segments
 SEGMENT_S = 20
 SIZE = (320, 180)  # low resolution keeps the CPU time of three runs to a few minutes
-
-
-class SegmentWorker(WorkerProcess):
-    """A real worker process with environment overrides (beats every second: STALLED_AFTER_S=6)."""
-
-    def __init__(self, log_path: Path, env: dict):
-        super().__init__(log_path)
-        self.env = env
-
-    def _spawn(self, log) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "video,default",
-             "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"seg-{RUN_TAG}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
-            cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker (parent and pool): a machine that dies."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +41,8 @@ def workers(settings, worker):
     6-second stall judgement of these tests concern these two alone."""
     worker.stop()
     env = {"STALLED_AFTER_S": "6"}
-    pair = [SegmentWorker(ARTIFACTS / "logs" / f"worker-{RUN_TAG}-seg{i}.log", env) for i in range(2)]
+    logs = ARTIFACTS / "logs"
+    pair = [WorkerProcess(logs / f"worker-{RUN_TAG}-seg{i}.log", env, name="seg") for i in range(2)]
     try:
         for w in pair:
             w.start()

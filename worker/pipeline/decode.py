@@ -121,6 +121,15 @@ def _rotation(container, stream) -> int:
     raise BadInput("the video has no decodable frames")
 
 
+def as_frame(frame: av.VideoFrame, index: int, k: int, fallback_step: float) -> Frame:
+    """A decoded frame as BGR, turned k quarter turns for display, timed (by index when it has no time)."""
+    image = frame.to_ndarray(format="bgr24")
+    if k:
+        image = np.ascontiguousarray(np.rot90(image, k))
+    t = float(frame.time) if frame.time is not None else index * fallback_step
+    return Frame(index=index, time_s=t, image=image, pts=frame.pts)
+
+
 def video_frames(path: Path, info: VideoInfo) -> Iterator[Frame]:
     """Every frame of the first video stream, in order, rotated for display, as BGR."""
     container = open_container(path)
@@ -132,11 +141,7 @@ def video_frames(path: Path, info: VideoInfo) -> Iterator[Frame]:
         fallback_step = 1.0 / info.fps if info.fps else 0.04
         try:
             for frame in container.decode(stream):
-                image = frame.to_ndarray(format="bgr24")
-                if k:
-                    image = np.ascontiguousarray(np.rot90(image, k))
-                t = float(frame.time) if frame.time is not None else index * fallback_step
-                yield Frame(index=index, time_s=t, image=image, pts=frame.pts)
+                yield as_frame(frame, index, k, fallback_step)
                 index += 1
         except av.error.FFmpegError as e:
             if index == 0:
@@ -216,11 +221,7 @@ def segment_frames(container, info: VideoInfo, *, seek_ts: int, start_pts: int, 
                 if extra >= overlap:
                     return
                 extra += 1
-            image = frame.to_ndarray(format="bgr24")
-            if k:
-                image = np.ascontiguousarray(np.rot90(image, k))
-            t = float(frame.time) if frame.time is not None else index * fallback_step
-            yield Frame(index=index, time_s=t, image=image, pts=frame.pts)
+            yield as_frame(frame, index, k, fallback_step)
             index += 1
     except av.error.FFmpegError as e:
         raise BadInput(f"the video is damaged after {index} frames ({index / (info.fps or 25):.1f} s): "
