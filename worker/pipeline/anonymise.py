@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.faces import LABELS, REJECTED, UNKNOWN, Faces
+from models.faces import Faces
 from worker.pipeline.decode import Frame
 
 WINDOW_S = 0.2  # a box also covers this long before and after the frame it was found on
@@ -29,18 +29,9 @@ SURE = 0.6  # a face found at least this confidently also covers the frames arou
 BLOCKS = 3  # a face becomes at most BLOCKS x BLOCKS flat squares (with 8, YuNet still finds some)
 
 
-def record_faces(record: dict) -> Faces:
-    """A stored frame record's faces (shared/results.py form) as Faces, labels included."""
-    faces = record.get("faces") or []
-    if not faces:
-        return Faces.empty()
-    names = {name: i for i, name in enumerate(LABELS)}
-    label = [REJECTED if f.get("label") == "rejected" else names.get(f.get("label"), UNKNOWN) for f in faces]
-    probs = [f.get("probs") or [np.nan] * len(LABELS) for f in faces]
-    return Faces(xyxy=np.array([f["box"] for f in faces], np.float32),
-                 score=np.array([f.get("score") or 0.0 for f in faces], np.float32),
-                 probs=np.array(probs, np.float32), label=np.array(label, np.int8),
-                 track_id=np.array([f.get("track", -1) for f in faces], np.int32))
+def record_boxes(record: dict) -> np.ndarray:
+    """(N, 4) boxes of a stored frame record's faces (shared/results.py form), rejected ones too."""
+    return np.array([f["box"] for f in record.get("faces") or []], np.float32).reshape(-1, 4)
 
 
 def bridged_boxes(records: Iterable[dict], max_gap: int) -> dict[int, list[np.ndarray]]:
@@ -95,15 +86,15 @@ def anonymised_frames(frames: Iterable[Frame], records: Iterable[dict],
     """
     k = max(1, round(WINDOW_S * (fps or 25)))
     pending = iter(records)
-    stored: dict[int, Faces] = {}
+    stored: dict[int, np.ndarray] = {}
     window: deque[tuple[int, Frame, Faces]] = deque()  # (ordinal, frame, faces found anew)
 
-    def stored_at(i: int) -> Faces:
+    def stored_at(i: int) -> np.ndarray:
         while i not in stored:
             record = next(pending, None)
             if record is None:
-                return Faces.empty()
-            stored[record["frame"]] = record_faces(record)
+                return np.zeros((0, 4), np.float32)
+            stored[record["frame"]] = record_boxes(record)
         return stored[i]
 
     def emit(n: int) -> Frame:
@@ -114,7 +105,7 @@ def anonymised_frames(frames: Iterable[Frame], records: Iterable[dict],
         cover = [found.xyxy if o == n else found.xyxy[found.score >= SURE]
                  for o, _, found in window if abs(o - n) <= k]
         for j in range(i - k, i + k + 1):
-            cover.append(stored_at(j).xyxy if j >= 0 else np.zeros((0, 4), np.float32))
+            cover.append(stored_at(j) if j >= 0 else np.zeros((0, 4), np.float32))
             cover.append(np.array(bridged.get(j, []), np.float32).reshape(-1, 4))
         pixelate(frame.image, np.concatenate(cover))
         pixelate(frame.image, detector(frame.image).xyxy)
@@ -163,7 +154,7 @@ def stored_records(bucket_texts: Iterable[str]) -> Iterator[dict]:
 
 def anonymise_image(image: np.ndarray, record: dict, detector, *, out: Path) -> Path:
     """A still image with every face pixelated (stored and found anew); JPEG at out."""
-    found = [detector(image).xyxy, record_faces(record).xyxy]
+    found = [detector(image).xyxy, record_boxes(record)]
     pixelate(image, np.concatenate(found))
     for _ in range(3):  # what is still found once blurred is blurred too
         if not len(again := detector(image).xyxy):
