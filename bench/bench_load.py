@@ -17,44 +17,15 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_P95_MS = 200
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(env: dict, port: int) -> subprocess.Popen:
-    """gunicorn with bin/run's flags; returns once it answers."""
-    import requests
-
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}", "--worker-class",
-         "gthread", "--threads", "8", "--workers", "2", "--timeout", "300", "web.app:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("bench: gunicorn did not start")
 
 
 def _session(base: str, username: str, password: str):
@@ -112,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from shared import db
     from shared.config import Settings, set_settings
+    from tests.net import Gunicorn
     from tests.web.conftest import PASSWORD
     from tests.web.seed import seed_clip
     from web import users
@@ -120,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     db.reset()
     out: dict = {"database": db_name, "clients": args.clients, "cores": os.cpu_count(),
                  "load_avg_start": [round(x, 2) for x in os.getloadavg()]}
-    proc = None
+    server = None
     try:
         owner = users.create(f"load{uuid.uuid4().hex[:6]}", PASSWORD)
         token, _ = users.create_token(owner.id, "load")
@@ -130,10 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             seed_clip(owner.id, kind="image" if i % 2 else "video", frames=50, n_persons=3, seed=i,
                       filename=f"clip-{i}.{'jpg' if i % 2 else 'mp4'}")
         out["seed_s"] = round(time.perf_counter() - t, 1)
-        port = _free_port()
-        env = {**os.environ, "SECRET_KEY": uuid.uuid4().hex}
-        proc = _serve(env, port)
-        base, jid = f"http://127.0.0.1:{port}", str(job["_id"])
+        server = Gunicorn()  # bin/run's processes and threads
+        base, jid = server.base, str(job["_id"])
         sessions = [_session(base, owner.username, PASSWORD) for _ in range(args.clients)]
         api = {"Authorization": f"Bearer {token}"}
         for s in sessions:  # warm every connection and both server processes
@@ -155,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                          or out["endpoints"][k]["errors"]]
         out["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
-        if proc:
-            proc.terminate()
-            proc.wait(30)
+        if server:
+            server.stop()
         if not args.keep:
             db.get_client().drop_database(db_name)
     print(json.dumps(out, indent=2))

@@ -12,12 +12,7 @@ import time
 import redis
 
 from tests.conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.net import free_port
 
 
 def services(run_dir, *args: str, **env: str) -> subprocess.CompletedProcess:

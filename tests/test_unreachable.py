@@ -14,13 +14,8 @@ from shared.assets import asset_path
 from shared.config import set_settings
 from shared.errors import MissingAsset, ServiceUnavailable
 from tests.conftest import ROOT
+from tests.net import free_port as closed_port  # a port nothing listens on
 from worker import recovery  # imported (with the Celery app and its broker URL) before `broken` runs
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -8,21 +8,19 @@ private run folder, and talks to them only as the product does: real processes, 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from shared import db, result_docs
+from shared import db
 from shared.celery_app import PROCESS_JOB, make_celery
 from shared.config import Settings, get_settings, set_settings
-from shared.db import RESULTS, UPLOADS, get_db
 from tests.conftest import ARTIFACTS, ROOT, WorkerProcess
+from tests.net import free_port
 
 RECOVERY: dict[str, float] = {}  # fault -> seconds until the product had recovered (printed at the end)
 
@@ -33,12 +31,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("fault suite: time to recover")
         for fault, seconds in RECOVERY.items():
             terminalreporter.write_line(f"{seconds:7.1f} s  {fault}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
@@ -134,68 +126,3 @@ def stack(tmp_path_factory, settings):
         s.close()
         set_settings(settings)
         db.reset()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    """Poll until predicate() is truthy (its value), or fail saying what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - a server being restarted answers with errors meanwhile
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not {what} after {timeout:.0f} s")
-
-
-def finished(job_id):
-    """The job once it is final, else None."""
-    from shared import jobs
-
-    job = jobs.get(job_id)
-    return job if job["status"] in jobs.FINAL else None
-
-
-def assert_one_set_of_everything(job: dict, frames: int) -> None:
-    """A succeeded job has exactly one record per frame, one annotated output and one poster."""
-    from tests.worker.helpers import frame_records, result_files
-
-    assert job["status"] == "succeeded", job.get("error")
-    numbers = [r["frame"] for r in frame_records(job)]
-    assert numbers == list(range(frames)), "frame records missing or repeated"
-    roles = sorted(f["metadata"]["role"] for f in result_files(job["_id"]))
-    assert roles.count("annotated") == 1 and roles.count("poster") == 1, roles
-    bucket_ids = [d["_id"] for d in get_db()[result_docs.FRAMES].find({"job_id": job["_id"]}, {"_id": 1})]
-    assert len(bucket_ids) == job["result"]["layout"]["buckets"], "a bucket of another attempt was left"
-
-
-def stored_file_ids(job: dict) -> list:
-    """The job's `results` files as recorded and as found by metadata (take this before a delete)."""
-    found = get_db()[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]}, {"_id": 1})
-    by_meta = [f["_id"] for f in found]
-    return sorted(set(result_docs.job_files(job)) | set(by_meta))
-
-
-def leftovers(job: dict, file_ids: list = ()) -> dict[str, int]:
-    """Everything still stored for a job, by where (empty once it is deleted)."""
-    jid = str(job["_id"])
-    d = get_db()
-    found = {
-        "jobs": d.jobs.count_documents({"_id": job["_id"]}),
-        "upload": d[f"{UPLOADS}.files"].count_documents({"_id": job["input_id"]}),
-        "upload chunks": d[f"{UPLOADS}.chunks"].count_documents({"files_id": job["input_id"]}),
-        "result files": d[f"{RESULTS}.files"].count_documents({"metadata.job_id": job["_id"]}),
-        "result chunks": d[f"{RESULTS}.chunks"].count_documents({"files_id": {"$in": list(file_ids)}}),
-        "heartbeats": d.heartbeats.count_documents({"_id": jid}),
-        result_docs.FILES: d[result_docs.FILES].count_documents({"_id": jid}),
-    }
-    for name in (result_docs.FRAMES, result_docs.ROWS, result_docs.PERSONS, result_docs.BINS,
-                 result_docs.DETAILS):
-        found[name] = d[name].count_documents({"job_id": job["_id"]})
-    return {k: v for k, v in found.items() if v}
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

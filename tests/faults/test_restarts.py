@@ -13,9 +13,16 @@ import time
 
 import pytest
 
-from tests.faults.conftest import RECOVERY, assert_one_set_of_everything, finished, wait_for
+from tests.faults.conftest import RECOVERY
 from tests.media import make_clip, probe
-from tests.worker.helpers import buckets_of, long_clip, stored_job
+from tests.worker.helpers import (
+    assert_one_set_of_everything,
+    buckets_of,
+    finished,
+    long_clip,
+    stored_job,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +43,7 @@ def running_mid_job(job) -> None:
     """Wait until the job has stored its first 500-frame bucket and is still running."""
     from shared import jobs
 
-    wait_for(lambda: buckets_of(job["_id"]), 300, "a bucket stored")
+    wait_until(lambda: buckets_of(job["_id"]), 300, "a bucket stored")
     assert jobs.get(job["_id"])["status"] == "running"
 
 
@@ -54,7 +61,7 @@ def test_a_redis_restart_with_a_job_running_and_one_queued_loses_neither(stack, 
     back = stack.restart("redis", lose_data=lose_data)
     # Persisted (dev and production Redis are append-only), the queued message survives; without its
     # data, recovery finds a queued job the broker does not hold and sends it again.
-    done = [wait_for(lambda j=j: finished(j["_id"]), 420, "finished") for j in (running, queued)]
+    done = [wait_until(lambda j=j: finished(j["_id"]), 420, "finished") for j in (running, queued)]
     took = time.monotonic() - back
     RECOVERY[f"Redis restart{' without its data' if lose_data else ''}: both jobs done"] = took
     assert_one_set_of_everything(done[0], probe(clips["long"])["frames"])
@@ -71,7 +78,7 @@ def test_a_mongodb_restart_mid_job_is_retried_and_ends_with_one_set(stack, clips
     job = submit(stack, clips["long"])
     running_mid_job(job)
     back = stack.restart("mongo", pause_s=3.0)
-    done = wait_for(lambda: finished(job["_id"]), 420, "finished")
+    done = wait_until(lambda: finished(job["_id"]), 420, "finished")
     RECOVERY["MongoDB restart mid-job: job done"] = time.monotonic() - back
     assert_one_set_of_everything(done, probe(clips["long"])["frames"])
     assert done["attempts"] <= 2  # the interrupted attempt is retried (transient fault), not failed

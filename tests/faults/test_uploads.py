@@ -12,8 +12,6 @@ import hashlib
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -27,15 +25,11 @@ import pytest
 import requests
 
 from shared.db import UPLOADS, get_db
-from tests.conftest import ARTIFACTS, ROOT, wait_for_job
-from tests.faults.conftest import (
-    RECOVERY,
-    assert_one_set_of_everything,
-    free_port,
-    leftovers,
-    stored_file_ids,
-)
+from tests.conftest import ARTIFACTS, wait_for_job
+from tests.faults.conftest import RECOVERY
 from tests.faults.corpus import corpus
+from tests.net import Gunicorn
+from tests.worker.helpers import assert_one_set_of_everything, leftovers, stored_file_ids
 from web import users
 
 pytestmark = pytest.mark.slow
@@ -48,28 +42,9 @@ CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 @pytest.fixture(scope="module")
 def web(settings):
     """gunicorn with bin/run's flags on the test services; its base URL."""
-    port = free_port()
-    log = ARTIFACTS / "logs" / "faults-web.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SECRET_KEY": uuid.uuid4().hex, "UPLOAD_MAX_MB": str(UPLOAD_MAX_MB)}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}", "--worker-class",
-             "gthread", "--threads", "8", "--workers", "2", "--timeout", "300", "web.app:create_app()"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=5).ok:
-                break
-        except requests.RequestException:
-            pass  # bound, but its workers are still loading the app
-        assert proc.poll() is None and time.monotonic() < deadline, f"gunicorn did not start; see {log}"
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(30)
+    server = Gunicorn(upload_mb=UPLOAD_MAX_MB, log=ARTIFACTS / "logs" / "faults-web.log")
+    yield server.base
+    server.stop()
 
 
 @dataclass

@@ -2,72 +2,24 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psutil
 import pytest
 
 from shared import jobs
 from shared.db import UPLOADS, get_db
+from tests.net import Gunicorn
 from tests.web.conftest import PASSWORD, unique
 from web import users
 
-ROOT = Path(__file__).resolve().parents[2]  # not from tests.conftest: bench.bench_web imports this module
 MIB = 1024 * 1024
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """gunicorn serving the app on the test database, as bin/run does."""
-
-    def __init__(self, upload_mb: int):
-        self.port = free_port()
-        env = {**os.environ, "SECRET_KEY": uuid.uuid4().hex, "UPLOAD_MAX_MB": str(upload_mb)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-             "--worker-class", "gthread", "--threads", "2", "--timeout", "300", "web.app:create_app()"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.request("GET", "/healthz").status == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not start: {self.proc.stderr.read1(4000)!r}")
-
-    def request(self, method: str, path: str, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        resp.body = resp.read()
-        conn.close()
-        return resp
-
-    def worker_pid(self) -> int:
-        return psutil.Process(self.proc.pid).children()[0].pid
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def multipart(size: int, boundary: str):
@@ -104,12 +56,12 @@ class PeakRss(threading.Thread):
 
 @pytest.fixture
 def server(settings):
-    s = Server(upload_mb=1024)
+    s = Gunicorn(workers=1, threads=2, upload_mb=1024)  # one process: its memory is measured
     yield s
     s.stop()
 
 
-def measure_upload(server: Server, size: int) -> dict:
+def measure_upload(server: Gunicorn, size: int) -> dict:
     """Upload `size` bytes through the API; the web worker's RSS before and at its peak (bytes)."""
     user = users.create(unique("big"), PASSWORD)
     token, _ = users.create_token(user.id, "rss")
@@ -151,7 +103,7 @@ def test_a_256_mb_upload_keeps_the_web_process_small(server, mongo):
 
 
 def test_over_the_limit_the_server_answers_413_before_reading(settings, mongo):
-    s = Server(upload_mb=1)
+    s = Gunicorn(workers=1, threads=2, upload_mb=1)
     try:
         user = users.create(unique("big"), PASSWORD)
         token, _ = users.create_token(user.id, "rss")

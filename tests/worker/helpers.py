@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from shared import jobs, result_docs, storage
@@ -93,3 +94,60 @@ def long_clip(path: Path) -> Path:
     faces = [cv2.imread(str(crops / f"without_mask_000{i}.jpg")) for i in (1, 2)]
     frames = (f for f, _ in walking_faces(faces, frames=1200, size=(384, 216), face_px=70, step=0.5))
     return write_frames(path, frames)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """Poll until predicate() is truthy (its value), or fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - a server being restarted answers with errors meanwhile
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not {what} after {timeout:.0f} s")
+
+
+def finished(job_id):
+    """The job once it is final, else None."""
+    job = jobs.get(job_id)
+    return job if job["status"] in jobs.FINAL else None
+
+
+def assert_one_set_of_everything(job: dict, frames: int) -> None:
+    """A succeeded job has exactly one record per frame, one annotated output and one poster."""
+    assert job["status"] == "succeeded", job.get("error")
+    numbers = [r["frame"] for r in frame_records(job)]
+    assert numbers == list(range(frames)), "frame records missing or repeated"
+    roles = sorted(f["metadata"]["role"] for f in result_files(job["_id"]))
+    assert roles.count("annotated") == 1 and roles.count("poster") == 1, roles
+    bucket_ids = [d["_id"] for d in get_db()[result_docs.FRAMES].find({"job_id": job["_id"]}, {"_id": 1})]
+    assert len(bucket_ids) == job["result"]["layout"]["buckets"], "a bucket of another attempt was left"
+
+
+def stored_file_ids(job: dict) -> list:
+    """The job's `results` files as recorded and as found by metadata (take this before a delete)."""
+    found = get_db()[f"{RESULTS}.files"].find({"metadata.job_id": job["_id"]}, {"_id": 1})
+    by_meta = [f["_id"] for f in found]
+    return sorted(set(result_docs.job_files(job)) | set(by_meta))
+
+
+def leftovers(job: dict, file_ids: list = ()) -> dict[str, int]:
+    """Everything still stored for a job, by where (empty once it is deleted)."""
+    jid = str(job["_id"])
+    d = get_db()
+    found = {
+        "jobs": d.jobs.count_documents({"_id": job["_id"]}),
+        "upload": d[f"{UPLOADS}.files"].count_documents({"_id": job["input_id"]}),
+        "upload chunks": d[f"{UPLOADS}.chunks"].count_documents({"files_id": job["input_id"]}),
+        "result files": d[f"{RESULTS}.files"].count_documents({"metadata.job_id": job["_id"]}),
+        "result chunks": d[f"{RESULTS}.chunks"].count_documents({"files_id": {"$in": list(file_ids)}}),
+        "heartbeats": d.heartbeats.count_documents({"_id": jid}),
+        result_docs.FILES: d[result_docs.FILES].count_documents({"_id": jid}),
+    }
+    for name in (result_docs.FRAMES, result_docs.ROWS, result_docs.PERSONS, result_docs.BINS,
+                 result_docs.DETAILS):
+        found[name] = d[name].count_documents({"job_id": job["_id"]})
+    return {k: v for k, v in found.items() if v}

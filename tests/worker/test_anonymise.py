@@ -15,8 +15,7 @@ from shared import anonymised, jobs, storage
 from shared.celery_app import ANONYMISE, enqueue
 from shared.db import RESULTS
 from tests.conftest import wait_for_job
-from tests.faults.conftest import leftovers, stored_file_ids
-from tests.worker.helpers import submit
+from tests.worker.helpers import leftovers, stored_file_ids, submit
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,19 +25,10 @@ from tests.worker.helpers import (
     stored_job,
     submit,
     temp_dirs,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not {what} after {timeout}s")
 
 
 def test_a_killed_pool_process_redelivers_and_ends_with_one_set_of_everything(worker, asset, tmp_path, mongo):
