@@ -84,17 +84,20 @@ def admin(settings):
     return users.create(unique("admin"), PASSWORD, is_admin=True)
 
 
+def client_for(app, user):
+    """A test client of app with that user's session; .csrf holds its token."""
+    c = app.test_client()
+    resp = login(c, user.username)
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    c.csrf = csrf_of(c)
+    c.user = user
+    return c
+
+
 @pytest.fixture
 def signed_in(app):
     """signed_in(user) -> a client with that user's session; .csrf holds its token."""
-    def make(user):
-        c = app.test_client()
-        resp = login(c, user.username)
-        assert resp.status_code == 303, resp.get_data(as_text=True)
-        c.csrf = csrf_of(c)
-        c.user = user
-        return c
-    return make
+    return lambda user: client_for(app, user)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from shared import jobs, storage
 from shared.db import RESULTS, UPLOADS, get_db
-from tests.web.conftest import PASSWORD, csrf_of, login, unique
+from tests.web.conftest import PASSWORD, client_for, login, unique
 from tests.web.seed import jpeg, seed_clip
 from web import throttle, users
 
@@ -29,13 +29,6 @@ def stored(job: dict) -> dict[str, int]:
     counts["results.chunks"] = sum(db[f"{RESULTS}.chunks"].count_documents({"_id": {"$regex": f"^{i}:"}})
                                    for i in ids)
     return counts
-
-
-def signed_in(app, user):
-    c = app.test_client()
-    assert login(c, user.username).status_code == 303
-    c.csrf = csrf_of(c)
-    return c
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ def test_deleting_an_account_removes_its_clips_files_frames_tokens_and_nothing_e
         assert all(n > 0 for k, n in counts.items() if k != "job_files"), counts
     assert before["video"]["frames"] >= 2 and before["video"]["results.files"] == 7  # 5 crops, output, poster
 
-    c = signed_in(app, dora)
+    c = client_for(app, dora)
     assert c.get(f"/clips/{video['_id']}").status_code == 200  # a view, kept in the audit trail
     # No CSRF token, or a wrong password: refused, nothing deleted.
     resp = c.post("/settings/delete", data={"password": PASSWORD})
@@ -86,7 +79,7 @@ def test_deleting_an_account_removes_its_clips_files_frames_tokens_and_nothing_e
         left = {k: n for k, n in stored((video, image)[name == "image"]).items() if n}
         assert left == {}, (name, left)
     assert stored(others) == before["others"]  # ed's clip is untouched and still his
-    assert signed_in(app, ed).get(f"/clips/{others['_id']}").status_code == 200
+    assert client_for(app, ed).get(f"/clips/{others['_id']}").status_code == 200
     assert login(app.test_client(), dora.username, environ_base=elsewhere).status_code == 400  # gone
 
     # The audit trail keeps who looked at what, the clips' deletion and the account's.
@@ -109,7 +102,7 @@ def test_a_running_clip_is_stopped_first_and_the_account_deleted_once_it_has(app
     run = jobs.claim(running["_id"], worker="test")
     waiting = _queued(dora.id, "waiting.jpg")
     done = seed_clip(dora.id, kind="image", n_persons=1, crops=False)
-    c = signed_in(app, dora)
+    c = client_for(app, dora)
 
     resp = c.post("/settings/delete", data={"password": PASSWORD, "csrf_token": c.csrf})
     assert resp.status_code == 409
@@ -132,7 +125,7 @@ def test_a_running_clip_is_stopped_first_and_the_account_deleted_once_it_has(app
 
 
 def test_wrong_passwords_are_throttled_like_failed_logins(app, dora):
-    c = signed_in(app, dora)
+    c = client_for(app, dora)
     there = {"REMOTE_ADDR": "192.0.2.78"}
     for _ in range(throttle.ACCOUNT_LIMIT):
         resp = c.post("/settings/delete", data={"password": "guess", "csrf_token": c.csrf},

@@ -10,7 +10,7 @@ import pytest
 from bson import ObjectId
 
 from shared.db import get_db
-from tests.web.conftest import PASSWORD, csrf_of, login, new_app, unique
+from tests.web.conftest import PASSWORD, client_for, csrf_of, new_app, unique
 from tests.web.seed import seed_clip
 from web import audit, users
 
@@ -21,12 +21,6 @@ def entries(clip_id, action=None) -> list[dict]:
     """The clip's entries, oldest first, straight from the collection."""
     q = {"clip_id": str(clip_id), **({"action": action} if action else {})}
     return list(get_db().audit.find(q).sort([("at", 1), ("_id", 1)]))
-
-
-def client_of(app, user):
-    c = app.test_client()
-    assert login(c, user.username, PASSWORD).status_code == 303
-    return c
 
 
 @pytest.fixture
@@ -43,7 +37,7 @@ def proxied(settings):
 def test_a_view_a_download_and_a_delete_are_recorded_with_user_address_and_clip(proxied, carol, tmp_path):
     clip = seed_clip(carol.id, frames=50, n_persons=2, filename="till-3.mp4", media_dir=tmp_path)
     cid = str(clip["_id"])
-    c = client_of(proxied, carol)
+    c = client_for(proxied, carol)
     via_proxy = {"X-Forwarded-For": "198.51.100.7", "User-Agent": UA}
     assert c.get(f"/clips/{cid}", headers=via_proxy).status_code == 200
     resp = c.get(f"/clips/{cid}/download/frames.csv", headers=via_proxy)
@@ -69,7 +63,7 @@ def test_a_view_a_download_and_a_delete_are_recorded_with_user_address_and_clip(
 
 def test_without_a_trusted_proxy_a_forwarded_address_is_not_believed(app, carol):
     clip = seed_clip(carol.id, kind="image", n_persons=1, crops=False)
-    c = client_of(app, carol)
+    c = client_for(app, carol)
     c.get(f"/clips/{clip['_id']}", headers={"X-Forwarded-For": "203.0.113.66"},
           environ_base={"REMOTE_ADDR": "192.0.2.10"})
     assert [e["addr"] for e in entries(clip["_id"])] == ["192.0.2.10"]
@@ -100,11 +94,11 @@ def test_owners_see_their_clips_trail_and_nobody_else_does(app, carol, bob, admi
     clip = seed_clip(carol.id, kind="image", n_persons=1, filename="door.jpg", crops=False)
     cid = str(clip["_id"])
     mine = seed_clip(bob.id, kind="image", n_persons=1, filename="bobs.jpg", crops=False)
-    a, b = client_of(app, admin), client_of(app, bob)
+    a, b = client_for(app, admin), client_for(app, bob)
     assert a.get(f"/clips/{cid}", headers={"User-Agent": UA}).status_code == 200
     assert b.get(f"/clips/{mine['_id']}").status_code == 200
 
-    c = client_of(app, carol)
+    c = client_for(app, carol)
     page = c.get(f"/clips/{cid}")
     assert f'href="/clips/{cid}/audit"' in page.get_data(as_text=True)  # linked from the results page
     html = c.get(f"/clips/{cid}/audit").get_data(as_text=True)
@@ -148,7 +142,7 @@ def test_admin_search_filters_by_user_clip_action_and_time_newest_first(app, adm
     _put(t0 + timedelta(hours=1), "download", u1, c2, "e2")
     e3_user = _put(t0 + timedelta(days=1), "view", u2, c1, "e3")
     _put(t0 + timedelta(days=2), "delete", u2, c2, "e4")
-    a = client_of(app, admin)
+    a = client_for(app, admin)
 
     def found(**args) -> list[str]:
         resp = a.get("/admin/audit", query_string=args)
@@ -174,7 +168,7 @@ def test_admin_search_is_paginated(app, admin):
     t0 = datetime(2022, 1, 1, tzinfo=UTC)
     for i in range(audit.PAGE_SIZE + 7):
         _put(t0 + timedelta(minutes=i), "view", name, clip_id, f"e{i}")
-    a = client_of(app, admin)
+    a = client_for(app, admin)
     first = a.get("/admin/audit", query_string={"clip": clip_id}).get_data(as_text=True)
     shown = re.findall(r"· (e\d+)</span>", first)
     assert shown == [f"e{i}" for i in range(audit.PAGE_SIZE + 6, 6, -1)]
@@ -187,7 +181,7 @@ def test_admin_search_is_paginated(app, admin):
 
 def test_a_failed_audit_write_is_logged_views_go_on_downloads_do_not(app, carol, monkeypatch, caplog):
     clip = seed_clip(carol.id, kind="image", n_persons=1, crops=False)
-    c = client_of(app, carol)
+    c = client_for(app, carol)
     # A collection name the driver refuses: a real write error, whatever the server.
     monkeypatch.setattr(audit, "COLLECTION", "audit$refused")
     assert c.get(f"/clips/{clip['_id']}").status_code == 200
