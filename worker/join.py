@@ -81,7 +81,10 @@ def _attempt(job: dict, segs: list[dict]) -> str:
     job_id, run_id = job["_id"], job["run_id"]
     workdir = Path(tempfile.mkdtemp(prefix=f"{tasks.TEMP_PREFIX}{job_id}-join-"))
     try:
-        result = join(job, segs, workdir)
+        try:
+            result = join(job, segs, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)  # before the outcome is confirmed
         jobs.finish(job_id, run_id, result)
     except Cancelled:
         stop_cancelled(jobs.get(job_id))
@@ -98,8 +101,6 @@ def _attempt(job: dict, segs: list[dict]) -> str:
             jobs.fail(job_id, run_id, f"internal error while joining the clip's segments "
                       f"({type(e).__name__}); the team has the details in the worker log")
         return jobs.FAILED
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     jobs.delete_segments(job, segs)  # parts and outputs are in the result now
     return jobs.SUCCEEDED
 

@@ -86,8 +86,11 @@ def _attempt(job: dict, seg: dict) -> str:
     plan, k, run_id = job["plan"], seg["k"], seg["run_id"]
     workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{job['_id']}-s{k:04d}-"))
     try:
-        _discard(job, seg)  # what an earlier, interrupted attempt of this segment stored
-        fields = _run(job, seg, workdir)
+        try:
+            _discard(job, seg)  # what an earlier, interrupted attempt of this segment stored
+            fields = _run(job, seg, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)  # first: a confirmed outcome leaves nothing
     except Cancelled:
         _discard(job, seg)
         jobs.requeue_segment(job["_id"], k, run_id, "stopped: the job was cancelled or failed")
@@ -115,8 +118,6 @@ def _attempt(job: dict, seg: dict) -> str:
         if jobs.requeue_segment(job["_id"], k, run_id, note):
             enqueue(PROCESS_SEGMENT, str(job["_id"]), k)
         return "retrying"
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     if not jobs.finish_segment(job["_id"], k, run_id, **fields):
         _discard(job, {**seg, "files": fields["files"]})  # superseded by a newer attempt meanwhile
         return "superseded"

@@ -94,8 +94,11 @@ def _attempt(job_id: str, job: dict) -> str:
     run_id = job["run_id"]
     workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{job['_id']}-"))
     try:
-        clean_earlier_attempts(job, keep=workdir)
-        result = _run(job, workdir)
+        try:
+            clean_earlier_attempts(job, keep=workdir)
+            result = _run(job, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)  # first: a confirmed outcome leaves nothing
     except Cancelled:
         _discard(job, run_id)
         return _confirm(jobs.mark_cancelled, job_id, run_id, state=jobs.CANCELLED)
@@ -115,8 +118,6 @@ def _attempt(job_id: str, job: dict) -> str:
         _discard(job, run_id)
         return _confirm(jobs.fail, job_id, run_id, f"internal error while processing ({type(e).__name__}); "
                         "the team has the details in the worker log", state=jobs.FAILED)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     try:
         jobs.finish(job_id, run_id, result)
     except Cancelled:
