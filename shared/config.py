@@ -31,6 +31,10 @@ def _float(env: dict, name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number; fix it in the environment") from None
 
 
+def _flag(env: dict, name: str) -> bool:
+    return env.get(name, "").lower() in ("1", "true", "yes")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of the product; each field documents its variable and default."""
@@ -54,6 +58,9 @@ class Settings:
     stalled_after_s: int = 90  # STALLED_AFTER_S: a running job without a heartbeat this long is re-queued
     segment_seconds: int = 60  # SEGMENT_SECONDS: long clips are split at keyframes into ~this; 0: never
     segment_time_limit_s: int = 1800  # SEGMENT_TIME_LIMIT_S: soft limit of one segment task (hard: +120 s)
+    retention_days: float = 30.0  # RETENTION_DAYS: a clip is deleted this long after its upload; 0: kept
+    retention_keep_statistics: bool = False  # RETENTION_KEEP_STATISTICS: at expiry delete only the footage
+    retention_sweep_s: float = 300.0  # RETENTION_SWEEP_S: how often Celery beat runs the retention sweep
     extra: dict = field(default_factory=dict)  # not from the environment: test overrides
 
     @property
@@ -103,12 +110,15 @@ class Settings:
             output_max_height=_int(env, "OUTPUT_MAX_HEIGHT", cls.output_max_height),
             encoder_preset=env.get("X264_PRESET", cls.encoder_preset),
             connect_timeout_s=_float(env, "CONNECT_TIMEOUT_S", cls.connect_timeout_s),
-            session_cookie_secure=env.get("SESSION_COOKIE_SECURE", "").lower() in ("1", "true", "yes"),
+            session_cookie_secure=_flag(env, "SESSION_COOKIE_SECURE"),
             proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", cls.proxy_fix_hops),
             session_hours=_int(env, "SESSION_HOURS", cls.session_hours),
             stalled_after_s=_int(env, "STALLED_AFTER_S", cls.stalled_after_s),
             segment_seconds=_int(env, "SEGMENT_SECONDS", cls.segment_seconds),
             segment_time_limit_s=_int(env, "SEGMENT_TIME_LIMIT_S", cls.segment_time_limit_s),
+            retention_days=_float(env, "RETENTION_DAYS", cls.retention_days),
+            retention_keep_statistics=_flag(env, "RETENTION_KEEP_STATISTICS"),
+            retention_sweep_s=_float(env, "RETENTION_SWEEP_S", cls.retention_sweep_s),
         )
 
     def replace(self, **changes) -> Settings:
