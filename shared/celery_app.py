@@ -14,6 +14,8 @@ EXPLAIN_FACE = "maskwatch.explain_face"
 PROCESS_SEGMENT = "maskwatch.process_segment"  # (job_id, k): one segment of a long clip (worker/segments.py)
 ANONYMISE = "maskwatch.anonymise"  # (job_id,): a copy of a finished clip with every face blurred
 JOIN_SEGMENTS = "maskwatch.join_segments"  # (job_id,): the segments' outputs made one result (worker/join.py)
+RETENTION_SWEEP = "maskwatch.retention_sweep"  # (): delete what has expired (worker/retention.py, by beat)
+MAINTENANCE_QUEUE = "maintenance"
 VIDEO_TASKS = (PROCESS_JOB, EXPLAIN_FACE, PROCESS_SEGMENT, JOIN_SEGMENTS, ANONYMISE)
 
 
@@ -22,11 +24,14 @@ def make_celery(settings: Settings) -> Celery:
     # `include` is read by worker processes only: the web never imports task code.
     app = Celery("maskwatch", broker=settings.redis_url,
                  include=["worker.tasks", "worker.explain", "worker.segments", "worker.join",
-                          "worker.anonymise"])
+                          "worker.anonymise", "worker.retention"])
     app.conf.update(
-        task_queues=[Queue(VIDEO_QUEUE), Queue("default")],
+        task_queues=[Queue(VIDEO_QUEUE), Queue("default"), Queue(MAINTENANCE_QUEUE)],
         task_default_queue="default",
-        task_routes={name: {"queue": VIDEO_QUEUE} for name in VIDEO_TASKS},
+        # The sweep has a queue of its own, consumed by the beat's own worker (bin/run, the compose
+        # file): behind an hour-long video job it would delete footage an hour late.
+        task_routes={**{name: {"queue": VIDEO_QUEUE} for name in VIDEO_TASKS},
+                     RETENTION_SWEEP: {"queue": MAINTENANCE_QUEUE}},
         # A job is acknowledged only when done; a worker that dies puts it back in the queue.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -43,6 +48,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_max_memory_per_child=3_000_000,  # KiB: a leaking child is replaced between jobs
         task_serializer="json",
         accept_content=["json"],
+        # `celery beat` (bin/run, the compose file) sends the sweep; a worker of the default queue runs it.
+        beat_schedule={"retention-sweep": {"task": RETENTION_SWEEP, "schedule": settings.retention_sweep_s,
+                                           "options": {"expires": settings.retention_sweep_s}}},
     )
     return app
 

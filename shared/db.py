@@ -84,6 +84,7 @@ def ensure_indexes(db: Database) -> None:
     try:
         db.jobs.create_index([("owner", 1), ("created_at", -1)])
         db.jobs.create_index([("status", 1), ("updated_at", 1)])
+        db.jobs.create_index([("retention.delete_at", 1)], sparse=True)  # the retention sweep
         # Results are found by _id alone (shared/result_docs.py); the per-frame index of the
         # one-document-per-frame layout would refuse buckets (no `frame` field) on MongoDB.
         if "job_id_1_frame_1" in db.frames.index_information():

@@ -47,7 +47,9 @@ def object_id(job_id) -> ObjectId:
 
 def create(*, owner: str, filename: str, kind: str, input_id: ObjectId, size: int,
            content_type: str) -> dict:
-    """Record a new queued job for an upload already stored in GridFS."""
+    """Record a new queued job for an upload already stored in GridFS (with the owner's retention)."""
+    from shared import retention
+
     t = now()
     doc = {
         "owner": owner,
@@ -68,6 +70,7 @@ def create(*, owner: str, filename: str, kind: str, input_id: ObjectId, size: in
         "started_at": None,
         "finished_at": None,
         "result": None,
+        "retention": retention.for_owner(owner, t),
     }
     doc["_id"] = get_db().jobs.insert_one(doc).inserted_id
     return doc
