@@ -61,6 +61,9 @@ class Settings:
     retention_days: float = 30.0  # RETENTION_DAYS: a clip is deleted this long after its upload; 0: kept
     retention_keep_statistics: bool = False  # RETENTION_KEEP_STATISTICS: at expiry delete only the footage
     retention_sweep_s: float = 300.0  # RETENTION_SWEEP_S: how often Celery beat runs the retention sweep
+    live_segment_seconds: float = 10.0  # LIVE_SEGMENT_SECONDS: cameras are cut at keyframes into ~this
+    live_allow_private: bool = False  # LIVE_ALLOW_PRIVATE: camera URLs may be loopback/private
+    live_retry_max_s: float = 30.0  # LIVE_RETRY_MAX_S: longest wait before reconnecting
     extra: dict = field(default_factory=dict)  # not from the environment: test overrides
 
     @property
@@ -119,6 +122,9 @@ class Settings:
             retention_days=_float(env, "RETENTION_DAYS", cls.retention_days),
             retention_keep_statistics=_flag(env, "RETENTION_KEEP_STATISTICS"),
             retention_sweep_s=_float(env, "RETENTION_SWEEP_S", cls.retention_sweep_s),
+            live_segment_seconds=_float(env, "LIVE_SEGMENT_SECONDS", cls.live_segment_seconds),
+            live_allow_private=_flag(env, "LIVE_ALLOW_PRIVATE"),
+            live_retry_max_s=_float(env, "LIVE_RETRY_MAX_S", cls.live_retry_max_s),
         )
 
     def replace(self, **changes) -> Settings:
