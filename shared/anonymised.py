@@ -21,7 +21,8 @@ def request(job_id) -> dict:
     """Ask for a (new) anonymised export of a succeeded clip; the caller enqueues it. The job."""
     t = now()
     doc = get_db().jobs.find_one_and_update(
-        {"_id": object_id(job_id), "status": SUCCEEDED, "anonymised.status": {"$nin": [PENDING, RUNNING]}},
+        {"_id": object_id(job_id), "status": SUCCEEDED, "anonymised.status": {"$nin": [PENDING, RUNNING]},
+         "retention.footage_deleting_at": None},
         # Field by field: a previous export's file_id stays until the new one replaces it.
         {"$set": {"anonymised.status": PENDING, "anonymised.requested_at": t,
                   "anonymised.progress": 0.0, "anonymised.error": None, "updated_at": t}},
@@ -30,6 +31,8 @@ def request(job_id) -> dict:
         job = get(job_id)
         if job["status"] != SUCCEEDED:
             raise IllegalTransition(f"the clip is {job['status']}; only a finished clip can be anonymised")
+        if (job.get("retention") or {}).get("footage_deleting_at"):
+            raise IllegalTransition("the clip's footage was deleted under its retention policy")
         raise IllegalTransition("an anonymised copy of this clip is already being made")
     return doc
 
@@ -65,3 +68,11 @@ def fail(job_id, reason: str) -> None:
     get_db().jobs.update_one({"_id": object_id(job_id), "anonymised.status": {"$in": [PENDING, RUNNING]}},
                              {"$set": {"anonymised.status": FAILED, "anonymised.error": reason,
                                        "anonymised.finished_at": t, "updated_at": t}})
+
+
+def set_only(job_id, on: bool) -> dict:
+    """Mark a clip "anonymised only" (its pages show no face, original or annotated video) or not; the job."""
+    t = now()
+    get_db().jobs.update_one({"_id": object_id(job_id)},
+                             {"$set": {"anonymised_only": bool(on), "updated_at": t}})
+    return get(job_id)

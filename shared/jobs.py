@@ -276,12 +276,14 @@ def fail_explanation(job_id, track_id: int, reason: str) -> None:
     )
 
 
-def finish_explanation(job_id, track_id: int, fields: dict) -> None:
-    """Record a finished explanation (image ids, label, probabilities) for one person."""
-    get_db().jobs.update_one(
-        {"_id": object_id(job_id)},
+def finish_explanation(job_id, track_id: int, fields: dict) -> bool:
+    """Record a finished explanation (image ids, label, probabilities) for one person; False when the
+    clip was deleted, or its footage by its retention policy, meanwhile (the caller drops the images)."""
+    res = get_db().jobs.update_one(
+        {"_id": object_id(job_id), "retention.footage_deleting_at": None},
         {"$set": {f"explanations.{int(track_id)}": {"status": "done", **fields, "finished_at": now()}}},
     )
+    return res.matched_count == 1
 
 
 # --- segments of a long clip (worker/segments.py): one small document each, each written by its own task

@@ -65,14 +65,16 @@ def set_for_clip(job_id, days: float | None, keep_statistics: bool) -> dict:
 
 
 def set_for_account(user_id: str, days: float | None, keep_statistics: bool) -> None:
-    """The account's override for clips uploaded from now on (days None: back to the settings)."""
-    if days is None and not keep_statistics:
-        get_db().users.update_one({"_id": jobs.object_id(user_id)}, {"$unset": {"retention": ""}})
-        return
+    """The account's override for clips uploaded from now on (days None: kept until deleted)."""
     policy(days, keep_statistics, "account", jobs.now())  # validates
     get_db().users.update_one({"_id": jobs.object_id(user_id)},
                               {"$set": {"retention": {"days": float(days) if days else None,
                                                       "keep_statistics": bool(keep_statistics)}}})
+
+
+def clear_for_account(user_id: str) -> None:
+    """Drop the account's override: its new uploads get the settings' policy again."""
+    get_db().users.update_one({"_id": jobs.object_id(user_id)}, {"$unset": {"retention": ""}})
 
 
 def expired(now: datetime | None = None, limit: int = 200) -> list[dict]:

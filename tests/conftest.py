@@ -90,10 +90,12 @@ def mongo(settings):
 class WorkerProcess:
     """A real Celery worker process consuming the test queues."""
 
-    def __init__(self, log_path: Path, env: dict | None = None, name: str = "test"):
+    def __init__(self, log_path: Path, env: dict | None = None, name: str = "test",
+                 queues: str = "video,default", args: tuple[str, ...] = ()):
         self.log_path = log_path
         self.env = env or {}  # overrides of this process's environment (another stack's services...)
         self.name = name
+        self.queues, self.args = queues, args  # e.g. "maintenance", ("-B", "-s", <schedule file>)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> None:
@@ -113,7 +115,7 @@ class WorkerProcess:
     def _spawn(self, log) -> subprocess.Popen:
         """The worker process, its output appended to log."""
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", "video,default",
+            [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "-Q", self.queues, *self.args,
              "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"{self.name}-{RUN_TAG}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,

@@ -22,11 +22,13 @@ from pymongo.errors import PyMongoError
 
 from shared.db import get_db
 from shared.errors import ServiceUnavailable
+from shared.retention import EXPIRE
 
 log = logging.getLogger(__name__)
 COLLECTION = "audit"
 VIEW, DOWNLOAD, EXPORT, DELETE, ACCOUNT_DELETE = "view", "download", "export", "delete", "account_delete"
-ACTIONS = (VIEW, DOWNLOAD, EXPORT, DELETE, ACCOUNT_DELETE)
+CHANGE = "change"  # a clip's privacy settings (retention, anonymised only)
+ACTIONS = (VIEW, DOWNLOAD, EXPORT, DELETE, ACCOUNT_DELETE, CHANGE, EXPIRE)
 PAGE_SIZE = 50
 UA_MAX = 300  # enough to tell browsers and scripts apart; a client cannot make entries large
 

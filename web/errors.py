@@ -28,10 +28,11 @@ class ApiError(Exception):
 
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_type",
+         405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "too_large", 415: "unsupported_type",
          416: "range_not_satisfiable", 422: "invalid", 500: "internal_error", 503: "service_unavailable"}
 TITLES = {400: "Bad request", 401: "Please log in", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Not possible now", 413: "Too large", 415: "Unsupported file",
+          405: "Method not allowed", 409: "Not possible now", 410: "Deleted", 413: "Too large",
+          415: "Unsupported file",
           422: "Invalid input", 500: "Something went wrong", 503: "Service unavailable"}
 MESSAGES = {404: "There is no such page or clip (or it is not yours).",
             405: "This address does not accept that method.",

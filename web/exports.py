@@ -18,6 +18,7 @@ from shared import jobs, result_docs, results
 from shared.db import RESULTS, UPLOADS
 from web import audit, store
 from web.errors import ApiError
+from web.privacy import check_footage
 from web.views.media import content_disposition, send_stored
 
 FRAME_COLUMNS = results.FRAME_COLUMNS
@@ -35,6 +36,8 @@ def download(clip: dict, what: str) -> Response:
     """The named download of a clip the caller may see."""
     if what not in KINDS:
         abort(404)
+    if what in ("original", "annotated", "anonymised"):
+        check_footage(clip, anonymised_ok=what == "anonymised")
     if what == "original":
         audit.record_download(clip, what)
         return send_stored(UPLOADS, clip["input_id"], download_name=clip.get("filename") or "original")

@@ -64,6 +64,12 @@ def rate_class(rate) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Register the filters."""
+    """Register the filters (and the privacy checks the clip templates ask)."""
+    from web import privacy
+
     for f in (duration, clock, percent, filesize, when, rate_class):
         app.add_template_filter(f)
+    app.add_template_global(privacy.shows_faces)
+    app.add_template_global(privacy.schedule, "retention_schedule")
+    app.add_template_global(privacy.describe, "retention_policy")
+    app.add_template_global(privacy.account_policy)

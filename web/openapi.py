@@ -307,6 +307,16 @@ def spec() -> dict:
                     params=[CLIP_ID],
                 ),
             },
+            "/clips/{id}/privacy": {
+                "put": _op(
+                    "Change the clip's retention period (days from upload; null: kept until deleted), whether "
+                    "only its footage is deleted then (keep_statistics), and anonymised only (no face, "
+                    "original or annotated video served; the video route plays the anonymised copy)",
+                    {"200": _json(_ref("Clip"), "The clip"), **NOT_READY},
+                    params=[CLIP_ID],
+                    body={"required": True, "content": {"application/json": {"schema": _ref("Privacy")}}},
+                )
+            },
             "/clips/{id}/files/{file_id}": {
                 "get": _op(
                     "A face crop or explanation image of the clip (PNG/JPEG)",
@@ -416,7 +426,19 @@ def _schemas() -> dict:
                         "face_frames": counts,
                     },
                 },
+                "privacy": _ref("Privacy"),
                 "urls": {"type": "object", "additionalProperties": True},
+            },
+        },
+        "Privacy": {
+            "type": "object",
+            "properties": {
+                "retention_days": {"type": "number", "nullable": True},
+                "keep_statistics": {"type": "boolean"},
+                "delete_at": {"type": "string", "format": "date-time", "nullable": True, "readOnly": True},
+                "footage_deleted_at": {"type": "string", "format": "date-time", "nullable": True,
+                                       "readOnly": True},
+                "anonymised_only": {"type": "boolean"},
             },
         },
         "UploadResult": {

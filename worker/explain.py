@@ -63,9 +63,11 @@ def explain_face(job_id: str, track_id: int) -> str:
         meta = {"job_id": job["_id"], "role": "explanation", "track_id": track_id}
         ids = {key: storage.put(RESULTS, _png(result[key]), f"{key}-{track_id}.png", content_type="image/png",
                                 metadata={**meta, "kind": key}) for key in ("gradcam", "occlusion")}
-        jobs.finish_explanation(job_id, track_id, {
-            "crop_id": person["crop_id"], "gradcam_id": ids["gradcam"], "occlusion_id": ids["occlusion"],
-            "label": result["label"], "probs": result["probs"]})
+        if not jobs.finish_explanation(job_id, track_id, {
+                "crop_id": person["crop_id"], "gradcam_id": ids["gradcam"], "occlusion_id": ids["occlusion"],
+                "label": result["label"], "probs": result["probs"]}):
+            storage.delete_files(RESULTS, list(ids.values()))
+            return "skipped"
         return "done"
     except NotFound:
         return "skipped"  # the clip was deleted meanwhile

@@ -8,7 +8,8 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, Length
 
-from web import accounts, throttle, users
+from shared import retention
+from web import accounts, privacy, throttle, users
 from web.views.auth import EmptyForm, TokenForm
 
 bp = Blueprint("account", __name__)
@@ -23,6 +24,22 @@ class DeleteAccountForm(FlaskForm):
 def _settings_page(error: str, status: int):
     return render_template("auth/settings.html", tokens=users.list_tokens(current_user.id), form=TokenForm(),
                            empty=EmptyForm(), new_token=None, delete_error=error), status
+
+
+@bp.post("/settings/retention")
+@login_required
+def set_retention():
+    """How long this account's new uploads are kept, and whether only their footage is deleted then."""
+    try:
+        days = privacy.parse_days(request.form.get("retention_days"))
+        if request.form.get("use_default"):
+            retention.clear_for_account(current_user.id)
+        else:
+            retention.set_for_account(current_user.id, days, bool(request.form.get("keep_statistics")))
+        flash("Saved: clips you upload from now on are kept as set here (each clip's page can change it).")
+    except ValueError as e:
+        flash(str(e))
+    return redirect(url_for("auth.settings") + "#retention", 303)
 
 
 @bp.post("/settings/delete")

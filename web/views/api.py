@@ -9,10 +9,11 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from shared import jobs, result_docs
 from shared.celery_app import EXPLAIN_FACE, enqueue
 from shared.errors import IllegalTransition, ServiceUnavailable
-from web import audit, exports, store
+from web import audit, exports, privacy, store
 from web.actions import anonymise, remove, requeue
 from web.auth import authenticate_api, owner_scope, session_expired
 from web.errors import ApiError
+from web.privacy import check_footage
 from web.uploads import store_files
 from web.views.media import send_clip_file
 
@@ -90,6 +91,7 @@ def clip_json(job: dict) -> dict:
         "owner": job.get("owner"), "created_at": job.get("created_at"),
         "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
         "summary": {k: result.get(k) for k in SUMMARY_KEYS} if result else None,
+        "privacy": privacy_json(job),
         "urls": {
             "self": url_for("api.clip", job_id=jid), "page": url_for("results.clip", job_id=jid),
             "original": url_for("api.download", job_id=jid, what="original"),
@@ -102,6 +104,14 @@ def clip_json(job: dict) -> dict:
             downloads={k: url_for("api.download", job_id=jid, what=k) for k in exports.KINDS},
         )
     return store.plain(out)
+
+
+def privacy_json(job: dict) -> dict:
+    """The clip's retention policy and whether it shows faces."""
+    r = job.get("retention") or {}
+    return {"retention_days": r.get("days"), "keep_statistics": bool(r.get("keep_statistics")),
+            "delete_at": r.get("delete_at"), "footage_deleted_at": r.get("footage_deleted_at"),
+            "anonymised_only": bool(job.get("anonymised_only"))}
 
 
 @bp.get("/openapi.json")
@@ -164,6 +174,26 @@ def cancel(job_id):
 def retry(job_id):
     """Queue a failed or cancelled clip again."""
     return jsonify(clip_json(requeue(_clip(job_id)))), 202
+
+
+@bp.put("/clips/<job_id>/privacy")
+def set_privacy(job_id):
+    """Change the retention period (days from upload; null: kept), keep_statistics, anonymised_only."""
+    clip = _clip(job_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body",
+                       "Send a JSON object: retention_days, keep_statistics, anonymised_only.")
+    now = {**privacy_json(clip), **body}  # a field left out keeps its value
+    try:
+        clip = privacy.apply(clip, days=privacy.parse_days(now["retention_days"]),
+                             keep_statistics=bool(now["keep_statistics"]),
+                             anonymised_only=bool(now["anonymised_only"]))
+    except ValueError as e:
+        raise ApiError(400, "invalid_parameter", str(e)) from None
+    except IllegalTransition as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    return jsonify(clip_json(clip))
 
 
 @bp.get("/clips/<job_id>/results")
@@ -301,6 +331,7 @@ def explanation(job_id, track_id):
 def explain(job_id, track_id):
     """Ask the worker for Grad-CAM and occlusion maps of one person's best face."""
     clip = _succeeded(job_id)
+    check_footage(clip)
     _person(clip, track_id)
     jid = str(clip["_id"])
     current = (jobs.get(clip["_id"]).get("explanations") or {}).get(str(track_id))

@@ -14,6 +14,7 @@ from shared import jobs, storage
 from shared.db import RESULTS, UPLOADS, get_db
 from shared.errors import NotFound, RangeNotSatisfiable
 from web import store
+from web.privacy import check_footage
 
 bp = Blueprint("media", __name__)
 
@@ -60,6 +61,7 @@ def _succeeded(job_id) -> dict:
 
 def send_clip_file(clip: dict, file_id) -> Response:
     """A results file (face crop, explanation overlay) only when it belongs to this clip."""
+    check_footage(clip)
     try:
         oid = ObjectId(str(file_id))
     except (InvalidId, TypeError):
@@ -73,15 +75,24 @@ def send_clip_file(clip: dict, file_id) -> Response:
 @bp.get("/clips/<job_id>/video")
 @login_required
 def video(job_id):
-    """The annotated result (MP4, or JPEG for a still image); Range requests supported."""
-    return send_stored(RESULTS, _succeeded(job_id)["result"]["output_id"])
+    """The annotated result (MP4, or JPEG for a still image); Range requests supported. A clip marked
+    "anonymised only" plays its anonymised copy instead."""
+    clip = _succeeded(job_id)
+    copy = (clip.get("anonymised") or {}).get("file_id")
+    if clip.get("anonymised_only") and copy:
+        check_footage(clip, anonymised_ok=True)
+        return send_stored(RESULTS, copy)
+    check_footage(clip)
+    return send_stored(RESULTS, clip["result"]["output_id"])
 
 
 @bp.get("/clips/<job_id>/poster")
 @login_required
 def poster(job_id):
     """The result's poster image (the list's thumbnail)."""
-    thumb = _succeeded(job_id)["result"].get("thumbnail_id")
+    clip = _succeeded(job_id)
+    check_footage(clip)
+    thumb = clip["result"].get("thumbnail_id")
     if not thumb:
         abort(404)
     return send_stored(RESULTS, thumb)
@@ -92,6 +103,7 @@ def poster(job_id):
 def original(job_id):
     """The uploaded file as it was (Range requests supported)."""
     clip = store.get_clip(job_id, current_user)
+    check_footage(clip)
     return send_stored(UPLOADS, clip["input_id"])
 
 

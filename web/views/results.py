@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from shared import jobs
-from web import audit, exports, store
+from shared.errors import IllegalTransition
+from web import audit, exports, privacy, store
+from web.errors import ApiError
 from web.fragments import FRAGMENTS
 from web.views.auth import EmptyForm
 
@@ -29,7 +31,34 @@ def clip(job_id):
     parts = FRAGMENTS.get(("results", str(c["_id"]), c.get("updated_at"), page), lambda: _parts(c, page))
     template = "results/image.html" if c["kind"] == "image" else "results/video.html"
     return render_template(template, clip=c, r=parts["summary"], empty=EmptyForm(), parts=parts,
-                           page=page, pages=pages, n_persons=store.n_persons(c), unit=parts.get("unit"))
+                           page=page, pages=pages, n_persons=store.n_persons(c), unit=parts.get("unit"),
+                           footage_note=_footage_note(c))
+
+
+def _footage_note(c: dict) -> str:
+    """What the page says in place of the video when the clip's settings hide it."""
+    try:
+        privacy.check_footage(c)
+    except ApiError as e:
+        if c.get("anonymised_only"):
+            return e.message + " No anonymised copy has been made yet: make one under Downloads."
+        return e.message
+    return ""
+
+
+@bp.post("/clips/<job_id>/privacy")
+@login_required
+def privacy_settings(job_id):
+    """Change the clip's retention period, whether only its footage is deleted, and anonymised only."""
+    c = store.get_clip(job_id, current_user)
+    try:
+        days = privacy.parse_days(request.form.get("retention_days"))
+        privacy.apply(c, days=days, keep_statistics=bool(request.form.get("keep_statistics")),
+                      anonymised_only=bool(request.form.get("anonymised_only")))
+        flash("The privacy settings of this clip are saved.")
+    except (ValueError, IllegalTransition) as e:
+        flash(str(e))
+    return redirect(url_for("results.clip", job_id=c["_id"]) + "#privacy", 303)
 
 
 def _parts(c: dict, page: int) -> dict:
