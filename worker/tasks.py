@@ -9,11 +9,13 @@ set of each; its own documents are written by deterministic _id, replacing rathe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import shutil
 import socket
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
@@ -24,9 +26,9 @@ from pymongo.errors import AutoReconnect, ConnectionFailure
 from shared import jobs, result_docs, results, storage
 from shared.celery_app import PROCESS_JOB, app
 from shared.config import get_settings
-from shared.db import RESULTS, UPLOADS
+from shared.db import RESULTS, UPLOADS, get_db
 from shared.errors import BadInput, Cancelled, IllegalTransition, NotFound, ServiceUnavailable
-from worker.heartbeat import Heartbeat
+from worker.heartbeat import HEARTBEATS, Heartbeat
 from worker.pipeline import run
 from worker.pipeline.threads import BackgroundWriter
 from worker.progress import Progress
@@ -42,14 +44,17 @@ TEMP_PREFIX = "maskwatch-"
           autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=120, max_retries=5)
 def process_job(self, job_id: str) -> str:
     """Analyse one uploaded clip or image end to end; returns the final state."""
+    with contextlib.suppress(NotFound):
+        if _alive_elsewhere(jobs.get(job_id)):
+            log.warning("job %s: a second delivery while its attempt is alive; not run twice", job_id)
+            return "skipped"
     try:
         job = jobs.claim(job_id, worker=f"{WORKER_NAME}:{self.request.id}")
     except (NotFound, IllegalTransition) as e:
         log.warning("job %s not run: %s", job_id, e)  # deleted, cancelled or already done
         return "skipped"
     # Beats while this attempt lives: recovery re-queues the job within STALLED_AFTER_S if it stops.
-    with Heartbeat(job["_id"], job["run_id"], worker=job.get("worker") or WORKER_NAME,
-                   every_s=max(1.0, get_settings().stalled_after_s / 6)):
+    with Heartbeat(job["_id"], job["run_id"], worker=job.get("worker") or WORKER_NAME, every_s=_beat_every()):
         try:
             plan = _plan(job)
         except SoftTimeLimitExceeded:
@@ -59,6 +64,33 @@ def process_job(self, job_id: str) -> str:
         if plan is not None:
             return _split(job, plan)
         return _attempt(job_id, job)
+
+
+def _alive_elsewhere(job: dict) -> bool:
+    """Whether a running job's attempt is alive: its heartbeat advances while we watch.
+
+    Redis hands a message out again once its visibility timeout passes, even to a live worker (a clip
+    that cannot be split runs whole, and may run longer than that); so does a worker that lost its pool
+    process, whose heartbeat then stops. Only the second kind may be claimed again.
+    """
+    if job["status"] != jobs.RUNNING or not job.get("run_id"):
+        return False
+
+    def beat():
+        doc = get_db()[HEARTBEATS].find_one({"_id": str(job["_id"]), "run_id": job["run_id"]})
+        return doc and doc["at"]
+
+    first = beat()
+    if not first:
+        return False
+    time.sleep(_beat_every() + 2)
+    last = beat()
+    return bool(last) and last > first
+
+
+def _beat_every() -> float:
+    """How often an attempt's heartbeat is written."""
+    return max(1.0, get_settings().stalled_after_s / 6)
 
 
 def _plan(job: dict) -> dict | None:

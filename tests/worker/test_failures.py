@@ -222,3 +222,27 @@ def test_bad_files_fail_with_a_sentence_and_the_worker_stays_up(worker, tmp_path
     good = wait_for_job(submit(tmp_path / "good.mp4")["_id"], timeout=120)
     assert good["status"] == "succeeded", good["error"]
     assert worker.proc.poll() is None
+
+
+def test_a_second_delivery_while_the_attempt_is_alive_is_not_run_and_one_after_it_died_is(
+        tmp_path, mongo, settings, monkeypatch):
+    from shared import config
+    from worker.heartbeat import Heartbeat
+    from worker.tasks import process_job
+
+    # Redis hands a message out again past its visibility timeout even while a worker still runs it.
+    monkeypatch.setattr(config, "_settings", settings.replace(stalled_after_s=3))  # watched for 3 s
+    photo = tmp_path / "twice.jpg"
+    cv2.imwrite(str(photo), np.random.default_rng(5).integers(0, 256, (240, 320, 3), np.uint8))
+    job = stored_job(photo, photo.name)
+    running = jobs.claim(job["_id"], worker="elsewhere")
+    with Heartbeat(job["_id"], running["run_id"], worker="elsewhere", every_s=0.5):
+        assert process_job.apply(args=[str(job["_id"])]).get() == "skipped"
+    now = jobs.get(job["_id"])
+    assert (now["status"], now["attempts"], now["run_id"]) == ("running", 1, running["run_id"])
+    # That attempt's heartbeat stopped (its process died, leaving its last beat): the next delivery
+    # takes the job over.
+    mongo.heartbeats.insert_one({"_id": str(job["_id"]), "run_id": running["run_id"], "worker": "elsewhere",
+                                 "at": jobs.now()})
+    assert process_job.apply(args=[str(job["_id"])]).get() == "succeeded"
+    assert jobs.get(job["_id"])["attempts"] == 2
