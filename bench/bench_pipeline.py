@@ -146,15 +146,21 @@ def child(mode: str, clip: Path, preset: str, seed_frames: int) -> dict:
     try:
         if mode == "pipeline":
             from worker.pipeline.run import analyse_video
+            from worker.pipeline.timing import StageTimes
 
             models = get_models()  # loading is not part of the per-frame cost
+            times = StageTimes()
             with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
                 cpu, started = _cpu_s(), time.perf_counter()
-                outcome = analyse_video(clip, Path(workdir), settings=settings, models=models)
+                outcome = analyse_video(clip, Path(workdir), settings=settings, models=models, times=times)
                 seconds, cpu = time.perf_counter() - started, _cpu_s() - cpu
             s = outcome.summary
             return {**_figures(s["frames"], seconds, cpu),
+                    "stage_cpu_ms_per_frame": times.ms_per_frame(),
                     "faces_per_frame": round(s["face_frames"]["total"] / s["frames"], 2),
+                    # every tracked face of at least Rules.min_face_px (12 px) is classified on every frame
+                    "faces_classified_per_frame": round(times.counts.get("classified", 0) / s["frames"], 2),
+                    "faces_tracked_per_frame": round(times.counts.get("faces", 0) / s["frames"], 2),
                     "fine_detection_frames": s["models"]["detector"]["params"].get("fine_frames"),
                     "people": s["people"]["total"], "classifier_backend": models.classifier.backend}
         if mode in ("floor", "floor_simple"):

@@ -25,6 +25,7 @@ from worker.pipeline.persons import gate_people, lag_frames
 from worker.pipeline.stages import Item, classify_faces, classify_window, detect_faces
 from worker.pipeline.stats import StatsCollector, frame_doc
 from worker.pipeline.threads import BackgroundWriter, prefetch
+from worker.pipeline.timing import NO_TIMES
 from worker.pipeline.track import CutDetector, Tracker, TrackerParams, track_faces
 
 POSTER_WIDTH = 480
@@ -64,10 +65,11 @@ class _Poster:
 
 def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, rules: Rules | None = None,
                   on_progress: Callable[..., None] = _noop,
-                  on_frame: Callable[[dict], None] = _noop) -> Outcome:
+                  on_frame: Callable[[dict], None] = _noop, times=NO_TIMES) -> Outcome:
     """Analyse every frame of a video; writes the annotated H.264 MP4 and a poster into workdir.
 
-    on_progress(done_frames, total=...) may raise Cancelled; on_frame gets each frame document.
+    on_progress(done_frames, total=...) may raise Cancelled; on_frame gets each frame document; times
+    (a timing.StageTimes) collects CPU time per stage.
     """
     # Probe first: a file that cannot be analysed fails before any model is loaded.
     info = VideoInfo.from_path(src, max_pixels=settings.max_pixels, max_seconds=settings.max_video_seconds)
@@ -76,7 +78,8 @@ def analyse_video(src: Path, workdir: Path, *, settings: Settings, models=None, 
     out, thumb = workdir / "annotated.mp4", workdir / "poster.jpg"
     expected = info.frames or round(info.duration_s * info.fps) or None
     done = frame_loop(video_frames(src, info), info, out, settings=settings, models=models, rules=rules,
-                      on_progress=lambda n: on_progress(n, total=expected), on_frame=on_frame)
+                      on_progress=lambda n: on_progress(n, total=expected), on_frame=on_frame,
+                      times=times)
     write_thumbnail(done.poster.image, thumb, width=POSTER_WIDTH)
     stats, crops = done.collector.summary()
     summary = video_summary(info, done, stats, settings=settings, rules=rules)
@@ -103,7 +106,8 @@ class Pass:
 
 def frame_loop(frames, info: VideoInfo, out: Path, *, settings: Settings, models, rules: Rules,
                on_progress: Callable[[int], None] = _noop, on_frame: Callable[[dict], None] = _noop,
-               start: float | None = None, end_index: int | None = None, id_offset: int = 0) -> Pass:
+               start: float | None = None, end_index: int | None = None, id_offset: int = 0,
+               times=NO_TIMES) -> Pass:
     """The frame loop over decoded frames: every stage, the statistics and the annotated MP4 at out.
 
     A segment passes start (the clip's first timestamp) and end_index: frames from end_index on are the
@@ -128,11 +132,11 @@ def frame_loop(frames, info: VideoInfo, out: Path, *, settings: Settings, models
                      gpu=models.gpu and start is None)
     frames = prefetch(frames, maxsize=4, name="decode")
     detector = models.for_video()
-    items = detect_faces(frames, detector, start=start)
-    items = track_faces(items, tracker, cuts=CutDetector())
+    items = detect_faces(frames, detector, start=start, times=times)
+    items = track_faces(items, tracker, cuts=CutDetector(), times=times)
     if id_offset:
         items = _offset_ids(items, id_offset)
-    items = classify_faces(items, models.classifier, rules)
+    items = classify_faces(items, models.classifier, rules, times=times)
     items = gate_people(items, rules, lag_frames(info.fps, rules), evidence=collector.evidence)
     try:
         with BackgroundWriter(sink, maxsize=4, name="encode") as writer:
@@ -142,9 +146,11 @@ def frame_loop(frames, info: VideoInfo, out: Path, *, settings: Settings, models
                     continue
                 collector.add(item.index, item.t, item.faces, item.image)
                 on_frame(frame_doc(item.index, item.t, item.faces))
-                annotate(item.image, item.faces)
+                with times.stage("annotate"):
+                    annotate(item.image, item.faces)
                 poster.offer(item.image, len(item.faces))
                 writer.write(item.image, item.pts)
+                times.sample()
                 last_t = item.t
                 done += 1
                 on_progress(done if start is not None else item.index + 1)
@@ -152,6 +158,7 @@ def frame_loop(frames, info: VideoInfo, out: Path, *, settings: Settings, models
         # Stops the decode thread at once on cancel or error (not only when garbage is collected).
         items.close()
         frames.close()
+    times.stop(done)
     return Pass(collector=collector, poster=poster, tracker=tracker.params, models=models.describe(detector),
                 frames=sink.frames, output_width=sink.width, output_height=sink.height, encoder=sink.codec,
                 last_t=last_t, seconds=time.monotonic() - started, overlap=overlap)

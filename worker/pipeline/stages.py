@@ -17,6 +17,7 @@ from models.faces import Faces
 from models.rules import Rules, face_quality, frame_labels
 from worker.pipeline.annotate import annotate
 from worker.pipeline.decode import Frame
+from worker.pipeline.timing import NO_TIMES
 
 
 @dataclass
@@ -31,18 +32,19 @@ class Item:
 
 
 def detect_faces(frames: Iterable[Frame], detector: Callable[[np.ndarray], Faces],
-                 start: float | None = None) -> Iterator[Item]:
+                 start: float | None = None, times=NO_TIMES) -> Iterator[Item]:
     """Items with the detector's faces, t counted from the first frame's timestamp (or from start: a
     segment of a clip counts from the clip's first frame)."""
     for frame in frames:
         if start is None:
             start = frame.time_s
-        faces = detector(frame.image)
+        with times.stage("detect"):
+            faces = detector(frame.image)
         yield Item(index=frame.index, t=max(0.0, frame.time_s - start), image=frame.image, faces=faces,
                    pts=frame.pts)
 
 
-def classify_faces(items: Iterable[Item], classifier, rules: Rules) -> Iterator[Item]:
+def classify_faces(items: Iterable[Item], classifier, rules: Rules, times=NO_TIMES) -> Iterator[Item]:
     """Fill probs and labels; one classifier call per window of frames (or of faces, in a crowd)."""
     window: list[Item] = []
     faces = 0
@@ -50,24 +52,29 @@ def classify_faces(items: Iterable[Item], classifier, rules: Rules) -> Iterator[
         window.append(item)
         faces += len(item.faces)
         if len(window) >= rules.classify_window or faces >= rules.classify_max_faces:
-            classify_window(window, classifier=classifier, rules=rules)
+            classify_window(window, classifier=classifier, rules=rules, times=times)
             yield from window
             window, faces = [], 0
     if window:
-        classify_window(window, classifier=classifier, rules=rules)
+        classify_window(window, classifier=classifier, rules=rules, times=times)
         yield from window
 
 
-def classify_window(window: list[Item], *, classifier, rules: Rules) -> None:
+def classify_window(window: list[Item], *, classifier, rules: Rules, times=NO_TIMES) -> None:
     """Classify, in one classifier call, every large-enough face of the frames in window (in place)."""
     crops, spans = [], []
-    for item in window:
-        faces = item.faces
-        big = np.flatnonzero(faces.short_side >= rules.min_face_px)
-        spans.append(big)
-        if len(big):
-            crops.append(crop_faces(item.image, faces.xyxy[big], classifier.input_size))
-    probs = classifier(np.concatenate(crops)) if crops else np.zeros((0, 3), np.float32)
+    with times.stage("crop"):
+        for item in window:
+            faces = item.faces
+            big = np.flatnonzero(faces.short_side >= rules.min_face_px)
+            spans.append(big)
+            if len(big):
+                crops.append(crop_faces(item.image, faces.xyxy[big], classifier.input_size))
+        crops = np.concatenate(crops) if crops else None
+    times.count("faces", sum(len(item.faces) for item in window))
+    times.count("classified", 0 if crops is None else len(crops))
+    with times.stage("classify"):
+        probs = classifier(crops) if crops is not None else np.zeros((0, 3), np.float32)
     start = 0
     for item, big in zip(window, spans, strict=True):
         faces = item.faces

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from models.faces import Faces
+from worker.pipeline.timing import NO_TIMES
 
 
 @dataclass(frozen=True)
@@ -389,8 +390,8 @@ class HasFaces(Protocol):
     image: np.ndarray
 
 
-def track_faces(items: Iterable[HasFaces], tracker: Tracker, cuts: CutDetector | None = None
-                ) -> Iterator[HasFaces]:
+def track_faces(items: Iterable[HasFaces], tracker: Tracker, cuts: CutDetector | None = None,
+                times=NO_TIMES) -> Iterator[HasFaces]:
     """Set public track ids on each item's faces; output lags input by tentative_frames frames.
 
     With a CutDetector, every track ends at a cut: nobody is carried over into a different shot.
@@ -398,13 +399,15 @@ def track_faces(items: Iterable[HasFaces], tracker: Tracker, cuts: CutDetector |
     lag = max(0, tracker.params.tentative_frames)
     pending: deque[HasFaces] = deque()
     for item in items:
-        if cuts is not None and cuts(item.image):
-            tracker.end_all()
-        item.faces = tracker.update(item.faces, image=getattr(item, "image", None))
-        pending.append(item)
-        if len(pending) > lag:
-            out = pending.popleft()
-            out.faces = tracker.public(out.faces)
+        with times.stage("track"):
+            if cuts is not None and cuts(item.image):
+                tracker.end_all()
+            item.faces = tracker.update(item.faces, image=getattr(item, "image", None))
+            pending.append(item)
+            out = pending.popleft() if len(pending) > lag else None
+            if out is not None:
+                out.faces = tracker.public(out.faces)
+        if out is not None:
             yield out
     while pending:
         out = pending.popleft()
