@@ -1,9 +1,10 @@
 """The anonymised export of a clip: its state on the job document (`anonymised`), changed only here.
 
-{status: pending | running | done | failed, requested_at, started_at, progress, file_id,
-finished_at, error}: one sub-document written by the web (request) and by the one task making it,
-never by two writers at once. The export's file is a `results` file of the job (role "anonymised"):
-deleting the clip deletes it (shared/result_docs.job_files).
+{status: pending | running | done | failed, boxes, requested_at, started_at, progress, file_id,
+finished_at, error} (boxes: the compliance boxes are drawn, as outlines without text): one
+sub-document written by the web (request) and by the one task making it, never by two writers at
+once. The export's file is a `results` file of the job (role "anonymised"): deleting the clip
+deletes it (shared/result_docs.job_files).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from shared.jobs import SUCCEEDED, get, now, object_id
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 
-def request(job_id) -> dict:
-    """Ask for a (new) anonymised export of a succeeded clip; the caller enqueues it. The job."""
+def request(job_id, *, boxes: bool = False) -> dict:
+    """Ask for a (new) anonymised export of a succeeded clip, with its compliance boxes drawn or not; the
+    caller enqueues it. The job."""
     t = now()
     doc = get_db().jobs.find_one_and_update(
         {"_id": object_id(job_id), "status": SUCCEEDED, "anonymised.status": {"$nin": [PENDING, RUNNING]},
          "retention.footage_deleting_at": None},
         # Field by field: a previous export's file_id stays until the new one replaces it.
         {"$set": {"anonymised.status": PENDING, "anonymised.requested_at": t,
-                  "anonymised.progress": 0.0, "anonymised.error": None, "updated_at": t}},
+                  "anonymised.progress": 0.0, "anonymised.error": None, "anonymised.boxes": bool(boxes),
+                  "updated_at": t}},
         return_document=ReturnDocument.AFTER)
     if doc is None:
         job = get(job_id)

@@ -41,10 +41,10 @@ def remove(clip: dict, detail: str = "") -> None:
     audit.record(audit.DELETE, clip, detail=detail)
 
 
-def anonymise(clip: dict) -> dict:
+def anonymise(clip: dict, *, boxes: bool = False) -> dict:
     """Ask for an anonymised copy of a finished clip (every face blurred); the job. IllegalTransition
     when the clip is not finished or a copy is being made; a queue outage fails the request, saying so."""
-    job = anonymised.request(clip["_id"])
+    job = anonymised.request(clip["_id"], boxes=boxes)
     try:
         enqueue(ANONYMISE, str(job["_id"]))
     except ServiceUnavailable as e:

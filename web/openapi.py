@@ -301,17 +301,20 @@ def spec() -> dict:
                     params=[CLIP_ID],
                 ),
                 "post": _op(
-                    "Ask a worker for a copy of the finished clip with every face blurred, checked face-free",
+                    "Ask a worker for a copy of the finished clip with every face blurred, checked face-free "
+                    '(body {"boxes": true}: the compliance boxes drawn on it as outlines, without text)',
                     {"202": _json(_ref("Anonymised"), "Pending"), **NOT_READY,
                      "503": {"$ref": "#/components/responses/Unavailable"}},
                     params=[CLIP_ID],
+                    body={"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"boxes": {"type": "boolean"}}}}}},
                 ),
             },
             "/clips/{id}/privacy": {
                 "put": _op(
-                    "Change the clip's retention period (days from upload; null: kept until deleted), whether "
-                    "only its footage is deleted then (keep_statistics), and anonymised only (no face, "
-                    "original or annotated video served; the video route plays the anonymised copy)",
+                    "Change the clip's retention period (days from upload; null: kept until deleted), "
+                    "whether only its footage is deleted then (keep_statistics), and anonymised only (no "
+                    "face, original or annotated video served; the video route plays the anonymised copy)",
                     {"200": _json(_ref("Clip"), "The clip"), **NOT_READY},
                     params=[CLIP_ID],
                     body={"required": True, "content": {"application/json": {"schema": _ref("Privacy")}}},

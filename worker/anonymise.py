@@ -9,6 +9,7 @@ import time
 from functools import cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from models.detect import load_detector
@@ -22,7 +23,9 @@ from worker.pipeline.anonymise import (
     BRIDGE_S,
     anonymise_image,
     anonymised_frames,
+    boxed_frames,
     bridged_boxes,
+    draw_compliance_boxes,
     leaks,
     stored_records,
 )
@@ -91,16 +94,20 @@ def make_export(job: dict, workdir: Path) -> Path:
         return stored_records(b["json"] for b in result_docs.iter_buckets(job["_id"], buckets))
 
     detector = sensitive_detector()
+    boxes = bool((job.get("anonymised") or {}).get("boxes"))
     if job["kind"] == "image":
         set_threads(video=False)
         image = read_image(src, max_pixels=settings.max_pixels)
         record = next(iter(records()), {"faces": []})
-        return anonymise_image(image, record, detector, out=workdir / "anonymised.jpg")
+        out = anonymise_image(image, record, detector, out=workdir / "anonymised.jpg")
+        if boxes:  # on the blurred image, which was checked face-free
+            cv2.imwrite(str(out), draw_compliance_boxes(image, record), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return out
     set_threads(video=True)
     info = VideoInfo.from_path(src, max_pixels=settings.max_pixels, max_seconds=settings.max_video_seconds)
     fps = info.fps or 25
     cover = bridged_boxes(records(), max_gap=round(BRIDGE_S * fps))
-    total = (job["result"].get("frames") or info.frames or 1) * 4  # write and check, sometimes twice
+    total = (job["result"].get("frames") or info.frames or 1) * (5 if boxes else 4)  # write, check, box
     done = 0
     out = workdir / "anonymised.mp4"
     last = time.monotonic()
@@ -124,9 +131,9 @@ def make_export(job: dict, workdir: Path) -> Path:
         return sink
 
     # The copy is checked as it will be watched, after encoding: what the detector still finds there
-    # is blurred in the next pass, until it finds nothing on any frame. (No compliance boxes are drawn
-    # on it: their tags and text make the most sensitive profile report "faces" that cannot be
-    # blurred away, so a copy with them could not be checked.)
+    # is blurred in the next pass, until it finds nothing on any frame. Compliance boxes are drawn
+    # only after that, on the checked copy: tags and text would make the most sensitive profile report
+    # "faces" that no blur removes, so a copy with them could not be checked; outlines add no face.
     for _ in range(PASSES):
         sink = write()
         found = leaks(_counted(video_frames(out, VideoInfo.from_path(
@@ -138,8 +145,24 @@ def make_export(job: dict, workdir: Path) -> Path:
             cover.setdefault(j, []).extend(np.asarray(more, np.float32) * scale)
     else:
         raise BadInput(f"faces were still found after {PASSES} passes of blurring; the copy was not kept")
+    if boxes:
+        out = _with_boxes(out, records(), info, step)
     if jobs.get(job["_id"])["status"] != jobs.SUCCEEDED:
         raise Cancelled("the clip changed meanwhile")
+    return out
+
+
+def _with_boxes(copy: Path, records, info: VideoInfo, step) -> Path:
+    """The checked copy re-encoded with each counted face outlined in its label's colour."""
+    settings = get_settings()
+    copy_info = VideoInfo.from_path(copy, max_pixels=settings.max_pixels,
+                                    max_seconds=settings.max_video_seconds)
+    out = copy.with_name("anonymised-boxes.mp4")
+    with VideoSink(out, width=copy_info.width, height=copy_info.height, fps=copy_info.fps,
+                   time_base=copy_info.time_base, max_height=0, preset=settings.encoder_preset) as sink:
+        for frame in boxed_frames(video_frames(copy, copy_info), records, scale=copy_info.width / info.width):
+            sink.write(frame.image, frame.pts)
+            step()
     return out
 
 

@@ -107,3 +107,41 @@ def test_an_export_is_asked_for_once_at_a_time_and_only_of_a_finished_clip(tmp_p
     with pytest.raises(IllegalTransition, match="already being made"):
         anonymised.request(job["_id"])
     get_db().jobs.delete_one({"_id": job["_id"]})
+
+
+def test_a_copy_with_compliance_boxes_is_the_checked_copy_plus_outlines(worker, asset, sensitive, tmp_path):
+    src = asset("real_clips") / "corridor_two_people.mp4"
+    done = wait_for_job(submit(src)["_id"], timeout=300)
+    assert done["status"] == "succeeded", done["error"]
+    _, plain = export_of(done["_id"], tmp_path=tmp_path)
+    anonymised.request(done["_id"], boxes=True)
+    enqueue(ANONYMISE, str(done["_id"]))
+    end = time.monotonic() + 300
+    while (job := jobs.get(done["_id"]))["anonymised"]["status"] not in ("done", "failed"):
+        assert time.monotonic() < end
+        time.sleep(0.5)
+    assert job["anonymised"]["status"] == "done" and job["anonymised"]["boxes"] is True
+    boxed = storage.save_to(RESULTS, job["anonymised"]["file_id"], tmp_path / "boxed.mp4")
+    assert timestamps(boxed) == timestamps(src)
+    _, a = frames_of(plain)
+    _, b = frames_of(boxed)
+    assert len(a) == len(b) == done["result"]["frames"]
+    from shared import result_docs
+    from worker.pipeline.anonymise import stored_records
+    records = list(stored_records(d["json"] for d in result_docs.iter_buckets(
+        done["_id"], done["result"]["layout"]["buckets"])))
+    counted = [(r["frame"], f) for r in records for f in r["faces"] if f["label"] != "rejected"]
+    assert counted, "the clip has counted faces to draw"
+    on_line, elsewhere = [], []
+    for i, face in counted[:: max(1, len(counted) // 40)]:
+        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        diff = cv2.absdiff(a[i], b[i]).max(axis=2).astype(np.float32)
+        on_line.append(diff[max(y1, 0), max(x1, 0):x2].mean())  # the top edge of the outline
+        mask = np.ones(diff.shape, bool)
+        mask[max(y1 - 16, 0):y2 + 16, max(x1 - 16, 0):x2 + 16] = False  # away from every outline of it
+        for _, other in (c for c in counted if c[0] == i):
+            ox1, oy1, ox2, oy2 = (int(round(v)) for v in other["box"])
+            mask[max(oy1 - 16, 0):oy2 + 16, max(ox1 - 16, 0):ox2 + 16] = False
+        elsewhere.append(diff[mask].mean())
+    assert np.median(on_line) > 40, np.round(on_line, 1)  # the outlines are there
+    assert np.max(elsewhere) < 4, np.round(elsewhere, 2)  # and nothing else changed

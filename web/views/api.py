@@ -270,6 +270,7 @@ def clip_audit(job_id):
 def _anonymised_json(job: dict) -> dict:
     copy = job.get("anonymised") or {}
     out = {k: copy.get(k) for k in ("status", "progress", "error", "requested_at", "finished_at")}
+    out["boxes"] = bool(copy.get("boxes"))
     out["status"] = out["status"] or "none"
     if copy.get("file_id"):
         out["url"] = url_for("api.download", job_id=str(job["_id"]), what="anonymised")
@@ -284,9 +285,12 @@ def anonymised_copy(job_id):
 
 @bp.post("/clips/<job_id>/anonymised")
 def make_anonymised_copy(job_id):
-    """Ask for a copy of the clip with every face blurred (made by a worker; poll the GET for it)."""
+    """Ask for a copy of the clip with every face blurred (made by a worker; poll the GET for it);
+    {"boxes": true} draws the compliance boxes on it (outlines, no text)."""
+    body = request.get_json(silent=True)
+    boxes = isinstance(body, dict) and bool(body.get("boxes"))
     try:
-        job = anonymise(_succeeded(job_id))
+        job = anonymise(_succeeded(job_id), boxes=boxes)
     except IllegalTransition as e:
         raise ApiError(409, "conflict", str(e)) from None
     return jsonify(_anonymised_json(job)), 202

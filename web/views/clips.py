@@ -118,7 +118,7 @@ def make_anonymised(job_id):
     """Ask for a copy of a finished clip with every face blurred."""
     clip = store.get_clip(job_id, current_user)
     try:
-        anonymise(clip)
+        anonymise(clip, boxes=bool(request.form.get("boxes")))
         flash("An anonymised copy is being made; it appears under Downloads when ready.")
     except IllegalTransition as e:
         flash(f"{clip['filename']}: {e}.")

@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.faces import Faces
+from models.faces import LABELS, Faces
+from worker.pipeline.annotate import Style, colour_of
 from worker.pipeline.decode import Frame
 
 WINDOW_S = 0.2  # a box also covers this long before and after the frame it was found on
@@ -144,6 +145,34 @@ def leaks(frames: Iterable[Frame], detector: Callable[[np.ndarray], Faces], *,
             for j in (frame.index - 1, frame.index, frame.index + 1):  # and its neighbours, to be safe
                 found.setdefault(j, []).extend(boxes)
     return found
+
+
+def draw_compliance_boxes(image: np.ndarray, record: dict, scale: float = 1.0) -> np.ndarray:
+    """Outline each counted face of a stored record in its label's colour, with no text (in place).
+
+    Drawn on a copy already checked face-free: an outline only adds pixels, so it cannot show a face
+    (tags and text are left out: they are what makes the detector report faces on a blurred frame).
+    """
+    style = Style.for_frame(image.shape[1], image.shape[0])
+    for face in record.get("faces") or []:
+        if face.get("label") == "rejected":
+            continue
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in face["box"])
+        label = LABELS.index(face["label"]) if face.get("label") in LABELS else -1
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour_of(label), style.line, cv2.LINE_8)
+    return image
+
+
+def boxed_frames(frames: Iterable[Frame], records: Iterable[dict], scale: float) -> Iterator[Frame]:
+    """The frames with their stored faces outlined (draw_compliance_boxes), records in frame order."""
+    pending = iter(records)
+    record = next(pending, None)
+    for frame in frames:
+        while record is not None and record["frame"] < frame.index:
+            record = next(pending, None)
+        if record is not None and record["frame"] == frame.index:
+            draw_compliance_boxes(frame.image, record, scale)
+        yield frame
 
 
 def stored_records(bucket_texts: Iterable[str]) -> Iterator[dict]:
