@@ -1,0 +1,116 @@
+"""Cameras recorded for real: GStreamer's RTSP server on loopback plays a shared clip, the supervisor's
+recorder copies it into segments, the session worker analyses each, and the recording is joined into
+one clip whose frames are the frames sent."""
+
+from __future__ import annotations
+
+import time
+
+import av
+import pytest
+
+from shared import cameras, jobs, storage
+from shared.config import set_settings
+from shared.db import UPLOADS
+from tests.conftest import ARTIFACTS, RUN_TAG, wait_for_job
+from tests.live.helpers import SHARED_CLIPS, RtspServer, Supervisor, looped, wait_status
+
+LOGS = ARTIFACTS / "logs"
+SECRET = "pa55-" + RUN_TAG  # the camera's password: never in a status, an error or a log
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 32-second 320x240 clip (the mall corridor twice: 960 frames, keyframes every 8 s)."""
+    path = tmp_path_factory.mktemp("live") / "corridor_twice.mp4"
+    return path, looped(SHARED_CLIPS / "mall_corridor_2012.mp4", 2, path)
+
+
+@pytest.fixture
+def supervisor(worker, settings):
+    set_settings(settings.replace(live_allow_private=True))  # the cameras are on loopback
+    sup = Supervisor(LOGS / f"recorders-{RUN_TAG}.log",
+                     {"LIVE_ALLOW_PRIVATE": "1", "LIVE_SEGMENT_SECONDS": "5", "LIVE_RETRY_MAX_S": "2"})
+    yield sup
+    sup.stop()
+    set_settings(settings)
+
+
+def _settle(camera_id, timeout: float = 240) -> tuple[dict, list[dict]]:
+    """Stop the camera; the joined clip (succeeded) and the recording's segment jobs (all finished)."""
+    cameras.stop(camera_id)
+    st = wait_status(camera_id, lambda s: s.get("done_recording"), 60, "joined")
+    assert len(st["clip_ids"]) == 1
+    clip = wait_for_job(st["clip_ids"][0], timeout=timeout)
+    segs = cameras.segments(camera_id)
+    return clip, [wait_for_job(s["_id"], timeout=timeout) for s in segs]
+
+
+@pytest.mark.slow
+def test_a_camera_is_recorded_in_segments_analysed_and_joined_into_one_clip(supervisor, clip):
+    path, sent = clip
+    server = RtspServer(path, LOGS / f"rtsp-{RUN_TAG}.log").start()
+    try:
+        url = server.url.replace("rtsp://", f"rtsp://viewer:{SECRET}@")
+        cam = cameras.create(name="corridor", url=url, owner="owner-1")
+        # The stream ends after the clip: every frame recorded, then the camera is offline.
+        st = wait_status(cam["_id"], lambda s: s["state"] == cameras.OFFLINE and s.get("frames") == sent,
+                         90, f"offline with {sent} frames")
+        assert st["segments"] >= 4  # keyframes every 8 s, segments of 5 s or more: one per keyframe
+        clip_job, segs = _settle(cam["_id"])
+    finally:
+        server.kill()
+    assert clip_job["status"] == jobs.SUCCEEDED, clip_job.get("error")
+    assert clip_job["owner"] == "owner-1" and clip_job["filename"].startswith("corridor ")
+    assert clip_job["result"]["frames"] == sent
+    assert all(s["status"] == jobs.SUCCEEDED for s in segs)
+    assert sum(s["result"]["frames"] for s in segs) == sent
+    assert [s["seq"] for s in sorted(segs, key=lambda s: s["seq"])] == list(range(len(segs)))
+    # Each segment was queued as soon as it was cut, and analysed while the camera still recorded.
+    first = min(segs, key=lambda s: s["seq"])
+    assert first["stored_at"] - first["wall_end"] < 5
+    assert first["finished_at"].timestamp() < max(s["wall_end"] for s in segs)
+    assert SECRET not in str(cameras.status(cam["_id"]))
+    assert SECRET not in supervisor.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    """The mall corridor once: 16 s, 480 frames."""
+    path = tmp_path_factory.mktemp("live") / "corridor.mp4"
+    return path, looped(SHARED_CLIPS / "mall_corridor_2012.mp4", 1, path)
+
+
+@pytest.mark.slow
+def test_a_camera_that_drops_is_offline_then_recording_again_when_it_returns(supervisor, short_clip):
+    path, sent = short_clip
+    server = RtspServer(path, LOGS / f"rtsp-{RUN_TAG}.log").start()
+    cam = cameras.create(name="door", url=server.url, owner="owner-2")
+    try:
+        wait_status(cam["_id"], lambda s: s["state"] == cameras.RECORDING and s.get("segments", 0) >= 1,
+                    60, "recording")
+        server.kill()  # mid-way: the second keyframe is 8 s in
+        down = wait_status(cam["_id"], lambda s: s["state"] == cameras.OFFLINE and s["storing"] == 0, 30,
+                           "offline")
+        assert down["error"]
+        time.sleep(3)  # it stays offline while the camera is gone (retried with backoff)
+        assert cameras.status(cam["_id"])["state"] == cameras.OFFLINE
+        before = cameras.status(cam["_id"])["frames"]
+        assert 0 < before < sent
+        server = RtspServer(path, server.log, port=server.port).start()
+        wait_status(cam["_id"], lambda s: s["state"] == cameras.RECORDING, 30, "recording again")
+        # The returned camera plays its clip from the start: all of it is recorded after what came before.
+        wait_status(cam["_id"], lambda s: s.get("frames") == before + sent, 60, "storing new segments")
+        cameras.stop(cam["_id"])
+        st = wait_status(cam["_id"], lambda s: s.get("done_recording"), 60, "joined")
+    finally:
+        server.kill()
+    segs = [wait_for_job(s["_id"], timeout=240) for s in cameras.segments(cam["_id"])]
+    assert all(s["status"] == jobs.SUCCEEDED for s in segs)
+    assert sum(s["result"]["frames"] for s in segs) == before + sent
+    # The joined clip holds every recorded frame (counted in the stored file: its analysis is the first
+    # test's; it is cancelled here to spare the session worker).
+    clip_job = jobs.get(st["clip_ids"][0])
+    with storage.open_file(UPLOADS, clip_job["input_id"]) as f, av.open(f) as c:
+        assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == before + sent
+    jobs.cancel(clip_job["_id"])
