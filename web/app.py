@@ -62,14 +62,14 @@ def create_app(settings: Settings | None = None, config: dict | None = None) -> 
         logging.getLogger(__name__).warning("SECRET_KEY is not set: sessions end when the web restarts")
 
     from web import admin, auth, errors, filters
-    from web.views import account, api, clips, health, media, model, results, trail
+    from web.views import account, api, clips, health, live, media, model, results, trail
     from web.views import auth as auth_views
 
     auth.init_app(app)
     errors.init_app(app)
     filters.init_app(app)
     for bp in (health.bp, auth_views.bp, clips.bp, results.bp, media.bp, model.bp, api.bp, trail.bp,
-               account.bp):
+               account.bp, live.bp):
         app.register_blueprint(bp)
     auth.csrf.exempt(api.bp)  # the API checks its own CSRF header for cookie sessions
     app.cli.add_command(admin.create_admin_command)
