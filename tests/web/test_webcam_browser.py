@@ -1,0 +1,87 @@
+"""The webcam check in headless Chromium with a fake camera fed from a shared clip: chunks recorded by
+MediaRecorder are analysed by the real worker and their results shown on the page."""
+
+from __future__ import annotations
+
+import uuid
+
+import av
+import pytest
+
+from shared import jobs
+from shared.db import get_db
+from tests.live.helpers import ROOT
+from tests.web.conftest import PASSWORD
+from tests.web.test_browser import ARGS, CHROMIUM, live_server, shot  # noqa: F401 - live_server: a fixture
+
+CLIP = ROOT.parent / "shared" / "data" / "videos" / "one_face_without_mask_2.mp4"  # 640x360, one face
+
+
+@pytest.fixture(scope="module")
+def fake_camera(tmp_path_factory):
+    """The clip's first 100 frames (4 s at 25 fps) as a .y4m, what Chromium's fake camera plays in a loop."""
+    path = tmp_path_factory.mktemp("webcam") / "camera.y4m"
+    with av.open(str(CLIP)) as src, av.open(str(path), mode="w", format="yuv4mpegpipe") as dst:
+        s = src.streams.video[0]
+        out = dst.add_stream("rawvideo", rate=25)
+        out.width, out.height, out.pix_fmt = s.codec_context.width, s.codec_context.height, "yuv420p"
+        for i, frame in enumerate(src.decode(s)):
+            if i == 100:
+                break
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = None
+            dst.mux(out.encode(frame))
+        dst.mux(out.encode(None))
+    return path
+
+
+@pytest.fixture
+def camera_page(fake_camera):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    args = [*ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={fake_camera}"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+        pg.js_errors = errors
+        yield pg
+        context.close()
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_webcam_page_shows_results_of_the_first_chunks(worker, live_server, camera_page):  # noqa: F811
+    page = camera_page
+    name = f"cam{uuid.uuid4().hex[:6]}"
+    page.goto(f"{live_server}/register")
+    page.fill("#username", name)
+    page.fill("#password", PASSWORD)
+    page.fill("#confirm", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/")
+    page.click("nav >> text=Webcam")
+    page.wait_for_url(f"{live_server}/webcam")
+    page.click("#webcam-start")
+    page.wait_for_selector("#webcam-status:has-text('Recording')")
+    # The first two chunks (3 s each) come back analysed, each with its frames and the face in it.
+    page.wait_for_selector("#chunk-1[data-status=succeeded]", timeout=120_000)
+    page.wait_for_selector("#chunk-0[data-status=succeeded]", timeout=30_000)
+    page.click("#webcam-stop")
+    shot(page, "webcam-results")
+    for n in (0, 1):
+        cells = page.locator(f"#chunk-{n} td").all_inner_texts()
+        assert int(cells[2]) >= 30  # about 3 s of frames
+        assert int(cells[3]) >= 1  # the person in the clip
+        assert cells[4].endswith("%")
+        assert float(cells[5].rstrip(" s")) < 60
+    user_id = str(get_db().users.find_one({"username": name})["_id"])
+    chunks = list(get_db().jobs.find({"owner": f"webcam:{user_id}"}))
+    assert len(chunks) >= 2 and not jobs.list_for(user_id)  # the chunks are in no clips list
+    assert page.evaluate("document.getElementById('webcam-result').src").endswith("/video")
+    assert not page.js_errors, page.js_errors
