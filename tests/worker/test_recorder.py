@@ -14,6 +14,7 @@ from shared.config import set_settings
 from shared.db import UPLOADS
 from tests.conftest import ARTIFACTS, RUN_TAG, wait_for_job
 from tests.live.helpers import SHARED_CLIPS, RtspServer, Supervisor, looped, wait_status
+from web import live
 
 LOGS = ARTIFACTS / "logs"
 SECRET = "pa55-" + RUN_TAG  # the camera's password: never in a status, an error or a log
@@ -70,7 +71,13 @@ def test_a_camera_is_recorded_in_segments_analysed_and_joined_into_one_clip(supe
     first = min(segs, key=lambda s: s["seq"])
     assert first["stored_at"] - first["wall_end"] < 5
     assert first["finished_at"].timestamp() < max(s["wall_end"] for s in segs)
-    assert SECRET not in str(cameras.status(cam["_id"]))
+    # The live page's data: the latest analysed segment, per-minute compliance, the joined clip listed.
+    view = live.live_view(cameras.get(cam["_id"]))
+    assert view["state"] == cameras.STOPPED and view["latest"]["seq"] == len(segs) - 1
+    assert sum(m["segments"] for m in view["per_minute"]) == len(segs)
+    assert view["clips"] == [{"id": str(clip_job["_id"]), "filename": clip_job["filename"],
+                              "status": jobs.SUCCEEDED}]
+    assert SECRET not in str(cameras.status(cam["_id"])) and SECRET not in str(view)
     assert SECRET not in supervisor.log.read_text()
 
 
