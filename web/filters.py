@@ -66,6 +66,7 @@ def rate_class(rate) -> str:
 def init_app(app: Flask) -> None:
     """Register the filters (and the privacy checks the clip templates ask)."""
     from web import privacy
+    from web.urls import clip_url
 
     for f in (duration, clock, percent, filesize, when, rate_class):
         app.add_template_filter(f)
@@ -73,3 +74,4 @@ def init_app(app: Flask) -> None:
     app.add_template_global(privacy.schedule, "retention_schedule")
     app.add_template_global(privacy.describe, "retention_policy")
     app.add_template_global(privacy.account_policy)
+    app.add_template_global(clip_url)

@@ -15,6 +15,7 @@ from web.auth import authenticate_api, owner_scope, session_expired
 from web.errors import ApiError
 from web.privacy import check_footage
 from web.uploads import store_files
+from web.urls import clip_url
 from web.views.media import send_clip_file
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -82,6 +83,12 @@ def clip_json(job: dict) -> dict:
     """A clip's state for lists and polling, with the addresses of its pages and files."""
     jid = str(job["_id"])
     result = job.get("result") if job.get("status") == jobs.SUCCEEDED else None
+    urls = {"self": clip_url("api.clip", jid), "page": clip_url("results.clip", jid),
+            "original": clip_url("api.download", jid, what="original")}
+    if result:
+        urls.update(results=clip_url("api.results", jid), frames=clip_url("api.frames", jid),
+                    video=clip_url("media.video", jid), poster=clip_url("media.poster", jid),
+                    downloads={k: clip_url("api.download", jid, what=k) for k in exports.KINDS})
     out = {
         "id": jid, "filename": job.get("filename"), "kind": job.get("kind"), "status": job.get("status"),
         "progress": job.get("progress"), "eta_s": job.get("eta_s"), "frames_done": job.get("frames_done"),
@@ -92,17 +99,8 @@ def clip_json(job: dict) -> dict:
         "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
         "summary": {k: result.get(k) for k in SUMMARY_KEYS} if result else None,
         "privacy": privacy_json(job),
-        "urls": {
-            "self": url_for("api.clip", job_id=jid), "page": url_for("results.clip", job_id=jid),
-            "original": url_for("api.download", job_id=jid, what="original"),
-        },
+        "urls": urls,
     }
-    if result:
-        out["urls"].update(
-            results=url_for("api.results", job_id=jid), frames=url_for("api.frames", job_id=jid),
-            video=url_for("media.video", job_id=jid), poster=url_for("media.poster", job_id=jid),
-            downloads={k: url_for("api.download", job_id=jid, what=k) for k in exports.KINDS},
-        )
     return store.plain(out)
 
 
