@@ -36,8 +36,9 @@ def crop_faces(frame_bgr: np.ndarray, xyxy: np.ndarray, size: int, margin: float
     boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
     out = np.empty((len(boxes), size, size, 3), np.uint8)
     for i, box in enumerate(boxes):
-        out[i] = _crop_one(frame_bgr, box, size, margin)
-    return out[..., ::-1].copy() if len(out) else out
+        # BGR to RGB crop by crop: reversing the whole batch's channels afterwards cost more than the crops.
+        cv2.cvtColor(_crop_one(frame_bgr, box, size, margin), cv2.COLOR_BGR2RGB, dst=out[i])
+    return out
 
 
 def _crop_one(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
@@ -87,7 +88,12 @@ def _chunks(n: int, size: int):
 
 
 class MaskClassifier:
-    """Our 3-class classifier (LABELS order); call with (N, S, S, 3) uint8 RGB crops, get (N, 3) probs."""
+    """Our 3-class classifier (LABELS order); call with (N, S, S, 3) uint8 RGB crops, get (N, 3) probs.
+
+    precision 'int8' runs the quantised export (model.json's tflite_int8) on LiteRT, 'float' the float
+    one, 'auto' int8 when model.json records it. Batches of at least crowd_batch faces run on
+    crowd_threads XNNPACK threads, smaller ones on num_threads (see loaded_models for why).
+    """
 
     def __init__(
         self,
@@ -95,6 +101,10 @@ class MaskClassifier:
         backend: str = "litert",
         num_threads: int | None = None,
         batch_size: int = 64,
+        precision: str = "auto",
+        crowd_threads: int | None = None,
+        crowd_batch: int = 32,
+        tflite_path: Path | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         meta = read_model_json(self.model_dir)
@@ -112,22 +122,40 @@ class MaskClassifier:
         self.backend = backend
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
-        if backend == "litert":
-            path = verified_file(self.model_dir, meta, "tflite")
-            self._run = self._litert_runner(path)
-        elif backend == "keras":
-            path = verified_file(self.model_dir, meta, "keras")
-            self._run = _keras_runner(path, self.input_size)
-        else:
+        self.crowd_threads = crowd_threads or self.num_threads
+        self.crowd_batch = crowd_batch
+        if precision == "auto":
+            precision = "int8" if backend == "litert" and "tflite_int8" in meta["files"] else "float"
+        if precision not in ("float", "int8") or (precision == "int8" and backend != "litert"):
+            raise ValueError(f"precision={precision!r} on {backend!r}: int8 runs on 'litert' only")
+        self.precision = precision
+        kind = {"litert": "tflite_int8" if precision == "int8" else "tflite", "keras": "keras"}.get(backend)
+        if kind is None:
             raise ValueError(f"backend={backend!r}: use 'litert' or 'keras'")
-        self.sha256 = meta["files"]["tflite" if backend == "litert" else "keras"]["sha256"]
+        if backend == "litert":
+            path = Path(tflite_path) if tflite_path else verified_file(self.model_dir, meta, kind)
+            # Both made now: XNNPACK starts its threads here, in the loading thread (see loaded_models).
+            self._runners = {n: self._litert_runner(path, n) for n in {self.num_threads, self.crowd_threads}}
+            self._run = self._litert_run
+        else:
+            path = verified_file(self.model_dir, meta, kind)
+            self._run = _keras_runner(path, self.input_size)
+        self.sha256 = sha256_file(path) if tflite_path else meta["files"][kind]["sha256"]
 
-    def _litert_runner(self, path: Path):
+    def _litert_run(self, x: np.ndarray) -> np.ndarray:
+        # A crowd's big batches use every core (the classifier is then most of the frame's work);
+        # small ones stay on one thread, where XNNPACK's extra threads mostly spin.
+        threads = self.crowd_threads if len(x) >= self.crowd_batch else self.num_threads
+        return self._runners[threads](x)
+
+    def _litert_runner(self, path: Path, threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
-        # The default op resolver applies the XNNPACK delegate (fast float kernels on CPU).
-        interp = Interpreter(model_path=str(path), num_threads=self.num_threads)
-        inp = interp.get_input_details()[0]["index"]
+        # The default op resolver applies the XNNPACK delegate (fast float and int8 kernels on CPU).
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()  # applies the delegate, which creates its thread pool
+        details = interp.get_input_details()[0]
+        inp, dtype = details["index"], details["dtype"]
         out = interp.get_output_details()[0]["index"]
         shape = [0]
 
@@ -137,7 +165,8 @@ class MaskClassifier:
                 interp.resize_tensor_input(inp, [len(x), *x.shape[1:]])
                 interp.allocate_tensors()
                 shape[0] = len(x)
-            interp.set_tensor(inp, x)
+            # The int8 export takes uint8 pixels as they are; the float one float32 0..255.
+            interp.set_tensor(inp, x if x.dtype == dtype else x.astype(dtype))
             interp.invoke()
             return interp.get_tensor(out).copy()
 
@@ -153,7 +182,8 @@ class MaskClassifier:
         probs = np.empty((len(crops), len(LABELS)), np.float32)
         for part in _chunks(len(crops), self.batch_size):
             # Pixel scaling to [-1, 1] is inside the network; it takes raw 0..255 values.
-            probs[part] = self._run(crops[part].astype(np.float32))
+            x = crops[part]
+            probs[part] = self._run(x if self.backend == "litert" else x.astype(np.float32))
         return probs
 
 
@@ -200,7 +230,13 @@ def _nvidia_driver_present() -> bool:
 
 
 def load_classifier(
-    backend: str = "auto", model_dir: Path = MODEL_DIR, num_threads: int | None = None
+    backend: str = "auto", model_dir: Path = MODEL_DIR, num_threads: int | None = None, **options
 ) -> MaskClassifier:
-    """Our committed classifier on 'litert' (CPU) or 'keras' (GPU); 'auto' follows WORKER_DEVICE."""
-    return MaskClassifier(model_dir=model_dir, backend=_pick_backend(backend), num_threads=num_threads)
+    """Our committed classifier on 'litert' (CPU) or 'keras' (GPU); 'auto' follows WORKER_DEVICE.
+
+    options go to MaskClassifier (precision, crowd_threads, ...); precision applies to 'litert' only.
+    """
+    backend = _pick_backend(backend)
+    if backend != "litert":
+        options["precision"] = "float"  # TensorFlow runs the Keras file: float on a GPU
+    return MaskClassifier(model_dir=model_dir, backend=backend, num_threads=num_threads, **options)

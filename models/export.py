@@ -9,15 +9,22 @@ from pathlib import Path
 import numpy as np
 
 
-def to_tflite(model, path: Path, quantize: bool = False) -> Path:
-    """Write `model` as a .tflite file (float32, or dynamic-range int8 weights when quantize)."""
+def to_tflite(model, path: Path, quantize: bool = False, representative: np.ndarray | None = None) -> Path:
+    """Write `model` as a .tflite file: float32; dynamic-range int8 weights when quantize; full int8
+    (weights and activations, uint8 input, float32 output) calibrated on `representative` inputs."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         model.export(tmp, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if quantize:
+        if quantize or representative is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if representative is not None:
+            rows = np.asarray(representative, np.float32)
+            converter.representative_dataset = lambda: ([rows[i:i + 1]] for i in range(len(rows)))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            # Pixels are 0..255 integers: a uint8 input with scale 1 is exact and needs no float copy.
+            converter.inference_input_type = tf.uint8
         data = converter.convert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,14 +81,19 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def val_crops(size: int) -> data.CropSet:
+    """Every face of the mask_scenes validation split (never trained on), cut as the worker cuts."""
+    scenes = asset_path("mask_scenes")
+    key = {"v": 3, "size": size, "margin": MARGIN, "what": "scenes-val"}
+    return data.cached(key, lambda: data.crops_of(data.scene_records(scenes, "val"), size))
+
+
 def load_crops(size: int, from_mongo: bool) -> tuple[data.CropSet, data.CropSet]:
     """(train, val) crops: train from the asset folders or Mongo, val always from mask_scenes val."""
     scenes = asset_path("mask_scenes")
     # v3: mask_scenes split by near-duplicate group (models.splits)
     key = {"v": 3, "size": size, "margin": MARGIN}
-    val = data.cached(
-        {**key, "what": "scenes-val"}, lambda: data.crops_of(data.scene_records(scenes, "val"), size)
-    )
+    val = val_crops(size)
     if from_mongo:
         from models import trainset
 
@@ -255,7 +260,7 @@ def model_json(cfg: TrainConfig, files: dict, seconds: float, from_mongo: bool) 
 
 def evaluate(out: Path, ds: Datasets, history: dict) -> dict:
     """Score the saved model (both backends) and the seed on the val crops; write report PNGs."""
-    ours = MaskClassifier(out, backend="litert")
+    ours = MaskClassifier(out, backend="litert", precision="float")
     probs = ours(ds.val.images)
     keras_ours = MaskClassifier(out, backend="keras")
     metrics = {"ours": report.classification_metrics(probs, ds.val.labels, ds.val.short_side)}

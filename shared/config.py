@@ -49,6 +49,7 @@ class Settings:
     asset_cache: Path = ROOT / ".cache" / "assets"  # ASSET_CACHE: where `python -m models.fetch` puts files
     asset_mirror: Path | None = None  # ASSET_MIRROR: a local folder laid out like the manifest's paths
     worker_device: str = "auto"  # WORKER_DEVICE: auto | cpu | gpu
+    classifier_precision: str = "auto"  # CLASSIFIER_PRECISION: auto (int8 when recorded) | int8 | float (CPU)
     output_max_height: int = 1080  # OUTPUT_MAX_HEIGHT: annotated output is scaled down above this; 0 = never
     encoder_preset: str = "veryfast"  # X264_PRESET: libx264 preset for the annotated output
     connect_timeout_s: float = 3.0  # CONNECT_TIMEOUT_S: how long to wait for MongoDB/Redis before saying so
@@ -99,6 +100,9 @@ class Settings:
         device = env.get("WORKER_DEVICE", cls.worker_device).lower()
         if device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"WORKER_DEVICE={device!r}: use auto, cpu or gpu")
+        precision = env.get("CLASSIFIER_PRECISION", cls.classifier_precision).lower()
+        if precision not in ("auto", "int8", "float"):
+            raise ValueError(f"CLASSIFIER_PRECISION={precision!r}: use auto, int8 or float")
         return cls(
             mongo_uri=env.get("MONGO_URI", cls.mongo_uri),
             redis_url=env.get("REDIS_URL", cls.redis_url),
@@ -110,6 +114,7 @@ class Settings:
             asset_cache=Path(env.get("ASSET_CACHE") or cls.asset_cache).expanduser().resolve(),
             asset_mirror=Path(mirror).expanduser().resolve() if mirror else None,
             worker_device=device,
+            classifier_precision=precision,
             output_max_height=_int(env, "OUTPUT_MAX_HEIGHT", cls.output_max_height),
             encoder_preset=env.get("X264_PRESET", cls.encoder_preset),
             connect_timeout_s=_float(env, "CONNECT_TIMEOUT_S", cls.connect_timeout_s),

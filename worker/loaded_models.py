@@ -16,6 +16,7 @@ import cv2
 
 from models.multiscale import AdaptiveDetector
 from shared.config import get_settings
+from worker.pipeline.threads import os_thread_name
 
 # The tracker's second stage needs the uncertain faces too, so the detector reports down to its low
 # score; the tracker drops those that extend no track. The video profile caps the working image at
@@ -52,7 +53,8 @@ class Models:
             "detector": {"name": det.name, "sha256": det.sha256, "params": det.describe()},
             "classifier": {"name": self.classifier.name, "sha256": self.classifier.sha256,
                            "input_size": self.classifier.input_size,
-                           "backend": self.classifier.backend},
+                           "backend": self.classifier.backend,
+                           "precision": getattr(self.classifier, "precision", "float")},
         }
 
 
@@ -88,12 +90,18 @@ def _load() -> Models:
     from models.detect import load_detector
 
     gpu = use_gpu()
+    # XNNPACK's worker threads start with the classifier and inherit this name: the stage timer
+    # (pipeline/timing.py) counts their CPU as classification.
+    with os_thread_name("classify"):
+        classifier = load_classifier(backend="auto", num_threads=1, crowd_threads=os.cpu_count() or 1,
+                                     precision=get_settings().classifier_precision)  # follows WORKER_DEVICE
     return Models(
         video_detector=load_detector("yunet", **VIDEO_DETECTOR),
         coarse_detector=load_detector("yunet", **COARSE_DETECTOR),
         still_detector=load_detector("yunet", **STILL_DETECTOR),
-        # One LiteRT thread: decode, analysis and encode threads already keep every core busy, and
-        # XNNPACK's extra threads mostly spin (measured: -10 ms of CPU per 1080p frame with one).
-        classifier=load_classifier(backend="auto", num_threads=1),  # follows WORKER_DEVICE
+        # One LiteRT thread for a few faces: decode, analysis and encode threads already keep every
+        # core busy, and XNNPACK's extra threads mostly spin (measured: -10 ms of CPU per 1080p frame
+        # with one). A crowd's batches (32 faces and more) are most of a frame's work: every core.
+        classifier=classifier,
         gpu=gpu,
     )

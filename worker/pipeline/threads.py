@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _END = object()
@@ -29,6 +30,26 @@ def name_os_thread(name: str) -> None:
         libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
     except (OSError, AttributeError):
         pass
+
+
+def _os_thread_name() -> str | None:
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+@contextmanager
+def os_thread_name(name: str):
+    """The calling thread carries `name` in the OS inside the block: threads started there inherit it."""
+    before = _os_thread_name()
+    name_os_thread(name)
+    try:
+        yield
+    finally:
+        if before is not None:
+            name_os_thread(before)
 
 
 class _Failure:

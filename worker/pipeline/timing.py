@@ -1,11 +1,12 @@
 """CPU time per stage of the frame loop, for the benchmark: where each millisecond of a frame goes.
 
 The analysis thread's stages (detect, track, crop, classify, annotate) are timed by that thread's own
-CPU clock around each call. Decoding and encoding run in their own threads, and the codecs start worker
-threads of their own (FFmpeg's decoder threads are named "av:...", libx264's inherit the encode thread's
-name), so those two stages are the CPU of every thread by name, read from /proc (Linux). What no stage
-claims (statistics, the people gate, the queues, the interpreter) is "other": the stages and "other"
-add up to the process's CPU time over the loop.
+CPU clock around each call. Decoding and encoding run in their own threads, and the libraries start
+worker threads of their own (FFmpeg's decoder threads are named "av:...", libx264's inherit the encode
+thread's name, XNNPACK's pool threads are named "classify" when the classifier loads), so those stages
+also get the CPU of every thread of their name, read from /proc (Linux). What no stage claims
+(statistics, the people gate, the queues, the interpreter) is "other": the stages and "other" add up
+to the process's CPU time over the loop.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def thread_stage(name: str) -> str | None:
         return "decode"
     if name == "encode":
         return "encode"
+    if name == "classify":  # XNNPACK's pool threads (named when the classifier is loaded)
+        return "classify"
     return None
 
 
