@@ -14,9 +14,12 @@ from shared.config import set_settings
 from shared.db import UPLOADS
 from tests.conftest import ARTIFACTS, RUN_TAG, wait_for_job
 from tests.live.helpers import SHARED_CLIPS, RtspServer, Supervisor, looped, wait_status
-from web import live
+from tests.web import test_browser
+from tests.web.conftest import PASSWORD, unique
+from web import live, users
 
 LOGS = ARTIFACTS / "logs"
+live_server, page = test_browser.live_server, test_browser.page  # the browser tests' fixtures
 SECRET = "pa55-" + RUN_TAG  # the camera's password: never in a status, an error or a log
 
 
@@ -48,12 +51,27 @@ def _settle(camera_id, timeout: float = 240) -> tuple[dict, list[dict]]:
 
 
 @pytest.mark.slow
-def test_a_camera_is_recorded_in_segments_analysed_and_joined_into_one_clip(supervisor, clip):
+@pytest.mark.browser
+def test_a_camera_is_recorded_in_segments_analysed_and_joined_into_one_clip(live_server, page, supervisor,
+                                                                           clip):
+    """(live_server first: it sets the session's settings, which the supervisor fixture then amends.)"""
     path, sent = clip
     server = RtspServer(path, LOGS / f"rtsp-{RUN_TAG}.log").start()
+    admin = users.create(unique("admin"), PASSWORD, is_admin=True)
     try:
         url = server.url.replace("rtsp://", f"rtsp://viewer:{SECRET}@")
-        cam = cameras.create(name="corridor", url=url, owner="owner-1")
+        cam = cameras.create(name="corridor", url=url, owner=admin.id)
+        # The live page, open while the camera records, follows it by itself (no reload).
+        page.goto(f"{live_server}/login")
+        page.fill("#username", admin.username)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server}/")
+        page.goto(f"{live_server}/cameras/{cam['_id']}")
+        page.wait_for_selector("#camera-state:has-text('recording')", timeout=60_000)
+        page.wait_for_selector("#latest-video[src*='/segments/']", timeout=90_000)
+        assert "Segment 1:" in page.inner_text("#latest-info")
+        assert SECRET not in page.content()
         # The stream ends after the clip: every frame recorded, then the camera is offline.
         st = wait_status(cam["_id"], lambda s: s["state"] == cameras.OFFLINE and s.get("frames") == sent,
                          90, f"offline with {sent} frames")
@@ -61,8 +79,10 @@ def test_a_camera_is_recorded_in_segments_analysed_and_joined_into_one_clip(supe
         clip_job, segs = _settle(cam["_id"])
     finally:
         server.kill()
+    page.wait_for_selector("#camera-state:has-text('stopped')", timeout=30_000)
+    page.wait_for_selector(f"#clips a[href='/clips/{clip_job['_id']}']", timeout=30_000)
     assert clip_job["status"] == jobs.SUCCEEDED, clip_job.get("error")
-    assert clip_job["owner"] == "owner-1" and clip_job["filename"].startswith("corridor ")
+    assert clip_job["owner"] == admin.id and clip_job["filename"].startswith("corridor ")
     assert clip_job["result"]["frames"] == sent
     assert all(s["status"] == jobs.SUCCEEDED for s in segs)
     assert sum(s["result"]["frames"] for s in segs) == sent
