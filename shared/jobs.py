@@ -250,7 +250,7 @@ def delete(job_id) -> None:
         if not job.get("result"):
             result_docs.delete_read_model(job["_id"], plan_layout(job))
     result_docs.delete_outputs(job)
-    storage.delete(UPLOADS, job["input_id"])
+    storage.delete_files(UPLOADS, [job["input_id"], *plan_sources(job)])
     get_db().heartbeats.delete_one({"_id": str(job["_id"])})  # a dead attempt's last beat, if any
     get_db().jobs.delete_one({"_id": job["_id"], "status": {"$ne": RUNNING}})
 
@@ -410,6 +410,12 @@ def delete_segments(job: dict, segments: list[dict] | None = None, *, keep_docs:
         ids = [d["_id"] for d in docs] + [join_id(job["_id"])]
         get_db()[SEGMENTS].delete_many({"_id": {"$in": ids}})
         get_db().heartbeats.delete_many({"_id": {"$in": ids}})
+
+
+def plan_sources(job: dict) -> list:
+    """The upload's indexed copy a split clip was planned on (worker/indexed_copy.py), if any."""
+    source = (job.get("plan") or {}).get("source_id")
+    return [source] if source else []
 
 
 def plan_layout(job: dict) -> dict | None:

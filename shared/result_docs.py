@@ -316,6 +316,8 @@ def iter_persons(job_id, pages: int) -> Iterator[dict]:
 
 
 def find_person(job: dict, track_id: int) -> dict | None:
-    """One person record of a succeeded job by track id; None when there is no such person."""
+    """One person record of a succeeded job by track id, or by any id it had in a segment of a split
+    clip (`track_ids`: the ids drawn on the video); None when there is no such person."""
     pages = ((job.get("result") or {}).get("layout") or {}).get("person_pages") or 0
-    return next((p for p in iter_persons(job["_id"], pages) if p.get("track_id") == track_id), None)
+    return next((p for p in iter_persons(job["_id"], pages)
+                 if p.get("track_id") == track_id or track_id in (p.get("track_ids") or ())), None)

@@ -116,7 +116,7 @@ def delete_footage(job: dict) -> None:
     if res.matched_count == 0:
         raise IllegalTransition("the clip is no longer a finished clip with its footage")
     job = jobs.get(job["_id"])
-    storage.delete(UPLOADS, job["input_id"])
+    storage.delete_files(UPLOADS, [job["input_id"], *jobs.plan_sources(job)])
     storage.delete_files(RESULTS, result_docs.job_files(job, legacy=False))
     result_docs.forget_files(job["_id"])
     t = jobs.now()

@@ -235,6 +235,14 @@ def open_file(bucket: str, file_id) -> StoredFile:
     return StoredFile(bucket, doc)
 
 
+def exists(bucket: str, file_id) -> bool:
+    """Whether the file is stored (one lookup by _id)."""
+    try:
+        return get_db()[f"{bucket}.files"].count_documents({"_id": ObjectId(str(file_id))}, limit=1) > 0
+    except (InvalidId, TypeError):
+        return False
+
+
 def save_to(bucket: str, file_id, path: Path) -> Path:
     """Copy a stored file to a local path, streamed."""
     with open_file(bucket, file_id) as src, open(path, "wb") as dst:

@@ -148,7 +148,7 @@ def _run(job: dict, seg: dict, workdir: Path) -> dict:
     out = workdir / "part.mp4"
     overlap = plan["overlap"] if s["end_pts"] is not None else 0
     head: list = []
-    with storage.open_file(UPLOADS, job["input_id"]) as stored:
+    with storage.open_file(UPLOADS, plan.get("source_id") or job["input_id"]) as stored:
         reader = CountingReader(stored)
         container = av.open(reader, mode="r", metadata_errors="ignore")
         try:

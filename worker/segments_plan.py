@@ -33,17 +33,18 @@ log = logging.getLogger(__name__)
 OVERLAP_S = 1.0  # analysed past each segment's end, so tracks there can be linked to the next one's
 
 
-def plan_video(job: dict, settings: Settings) -> dict | None:
+def plan_video(job: dict, settings: Settings, source_id=None) -> dict | None:
     """The plan of a stored video, or None when it runs unsplit (short, unindexed, not a video).
 
     A job's own `segment_seconds` (set by tests and benchmarks, never by the web) overrides the setting.
+    source_id: an indexed copy of the upload (worker/indexed_copy.py) to plan, and later read, instead.
     """
     seconds = job.get("segment_seconds")
     seconds = settings.segment_seconds if seconds is None else seconds
     if seconds <= 0 or job.get("kind") == "image":
         return None
     started = time.monotonic()
-    with storage.open_file(UPLOADS, job["input_id"]) as f:
+    with storage.open_file(UPLOADS, source_id or job["input_id"]) as f:
         container = av.open(f, mode="r", metadata_errors="ignore")
         try:
             info = VideoInfo.from_container(container, max_pixels=settings.max_pixels,
@@ -53,6 +54,8 @@ def plan_video(job: dict, settings: Settings) -> dict | None:
             container.close()
     if plan is not None:
         plan["plan_s"] = round(time.monotonic() - started, 3)
+        if source_id is not None:
+            plan["source_id"] = source_id
     return plan
 
 
@@ -133,6 +136,8 @@ def start(job: dict, plan: dict) -> bool:
         plan = old  # same split: its finished segments stand
     elif old:
         jobs.delete_segments(job)  # another split (settings changed): nothing of the old one is reused
+    if old and old.get("source_id") and old["source_id"] != plan.get("source_id"):
+        storage.delete(UPLOADS, old["source_id"])  # the old plan's indexed copy
     if not jobs.record(job["_id"], job["run_id"], plan=plan, frames_written=True):
         return False
     job = {**job, "plan": plan}

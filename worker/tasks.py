@@ -95,10 +95,23 @@ def _beat_every() -> float:
 
 def _plan(job: dict) -> dict | None:
     """The segments of a long video (worker/segments_plan.py); None runs it whole, as before."""
-    from worker import segments_plan
+    from worker import indexed_copy, segments_plan
 
+    settings = get_settings()
     try:
-        return segments_plan.plan_video(job, get_settings())
+        plan = segments_plan.plan_video(job, settings)
+        if plan is not None or not indexed_copy.wanted(job, settings):
+            return plan
+        # A long clip in a container without an index (MKV, TS, AVI): planned on an indexed copy. A
+        # retry plans the copy the last attempt made, so the segments it finished still count.
+        source = (job.get("plan") or {}).get("source_id")
+        if source is None or not storage.exists(UPLOADS, source):
+            with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{job['_id']}-index-") as tmp:
+                source = indexed_copy.make(job, Path(tmp))
+        plan = segments_plan.plan_video(job, settings, source_id=source) if source else None
+        if plan is None and source and source != (job.get("plan") or {}).get("source_id"):
+            storage.delete(UPLOADS, source)
+        return plan
     except (*TRANSIENT, SoftTimeLimitExceeded):
         raise
     except Exception as e:  # noqa: BLE001 - an unsplittable file runs whole: that path says what is wrong

@@ -86,3 +86,14 @@ def test_deleting_files_by_chunk_ids_including_interrupted_writes(mongo):
         assert mongo["results.chunks"].count_documents({"files_id": fid}) == 0
         assert mongo["results.files"].count_documents({"_id": fid}) == 0
     assert storage.delete("results", whole) is False
+
+
+def test_a_person_of_a_split_clip_is_found_by_any_id_drawn_on_the_video(mongo):
+    job_id = ObjectId()
+    people = [{"track_id": 4, "track_ids": [4, 1002, 2001], "vote": "masked", "first_s": 1.0},
+              {"track_id": 1001, "track_ids": [1001], "vote": "unmasked", "first_s": 70.0}]
+    layout = result_docs.write_read_model(job_id, bins={"second": []}, persons=people, buckets=0)
+    job = {"_id": job_id, "result": {"layout": layout}}
+    assert result_docs.find_person(job, 2001)["track_id"] == 4  # segment 2's id of person 4
+    assert result_docs.find_person(job, 1001)["track_id"] == 1001
+    assert result_docs.find_person(job, 1003) is None

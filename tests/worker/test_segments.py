@@ -332,3 +332,60 @@ def test_a_segment_that_keeps_killing_workers_fails_the_job_and_a_retry_runs_onl
     assert done["result"]["segments"]["attempts"][last] == 1  # the retry's own single attempt
     assert [r["frame"] for r in frame_records(done)] == list(range(plan["frames"]))
     jobs.delete(done["_id"])
+
+
+def remuxed(src: Path, dest: Path, fmt: str) -> Path:
+    """The clip's packets in another container (what an NVR export is), not re-encoded."""
+    with av.open(str(src)) as i, av.open(str(dest), "w", format=fmt) as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(i.streams.video[0]):
+            if p.dts is not None:
+                p.stream = s
+                o.mux(p)
+    return dest
+
+
+@pytest.mark.parametrize("fmt", ["matroska", "mpegts"])
+def test_a_long_clip_without_an_index_is_planned_on_an_indexed_copy(short_clip, settings, tmp_path, fmt):
+    from worker import indexed_copy
+
+    src = remuxed(short_clip, tmp_path / f"nvr.{'mkv' if fmt == 'matroska' else 'ts'}", fmt)
+    job = {**stored_job(src, src.name), "segment_seconds": SEGMENT_S}
+    try:
+        assert plan_video(job, settings) is None  # no per-frame index: it cannot be planned as it is
+        assert indexed_copy.wanted(job, settings)
+        assert not indexed_copy.wanted({**job, "segment_seconds": 60}, settings)  # short: runs whole
+        copy = indexed_copy.make(job, tmp_path)
+        plan = plan_video(job, settings, source_id=copy)
+        assert plan is not None and plan["source_id"] == copy and len(plan["segments"]) == 2
+        assert plan["frames"] == len(pts_of(short_clip))  # every frame of the original, in the copy
+        get_db().jobs.update_one({"_id": job["_id"]}, {"$set": {"plan": plan}})  # as segments_plan.start
+    finally:
+        jobs.delete(job["_id"])
+    assert get_db()["uploads.files"].count_documents({"metadata.job_id": job["_id"]}) == 0  # copy gone too
+
+
+@pytest.mark.slow
+def test_an_mkv_export_is_split_and_equals_its_unsplit_run(short_clip, workers, tmp_path):
+    src = remuxed(short_clip, tmp_path / "nvr.mkv", "matroska")
+    whole = wait_for_job(submit(src, 0)["_id"], timeout=600)
+    split = wait_for_job(submit(src, SEGMENT_S)["_id"], timeout=600)
+    assert whole["status"] == "succeeded", whole["error"]
+    assert split["status"] == "succeeded", split["error"]
+    assert split["plan"]["source_id"] and len(split["plan"]["segments"]) == 2
+    assert "segments" not in whole["result"] and split["result"]["segments"]["count"] == 2
+    assert split["result"]["frames"] == whole["result"]["frames"] == len(pts_of(short_clip))
+    ra, rb = frame_records(whole), frame_records(split)
+    assert [(r["frame"], r["t"]) for r in rb] == [(r["frame"], r["t"]) for r in ra]
+    assert abs(split["result"]["people"]["total"] - whole["result"]["people"]["total"]) <= 1
+    out = fetch_output(split, tmp_path / "split.mp4")
+    ts = [round(float(t), 3) for t in _times(out)]
+    assert ts == [round(float(t), 3) for t in _times(fetch_output(whole, tmp_path / "whole.mp4"))]
+    for job in (whole, split):
+        jobs.delete(job["_id"])
+    assert get_db()["uploads.files"].count_documents({"metadata.job_id": split["_id"]}) == 0
+
+
+def _times(path: Path) -> list:
+    with av.open(str(path)) as c:
+        return [f.time for f in c.decode(video=0)]
