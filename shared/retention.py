@@ -33,7 +33,7 @@ def policy(days: float | None, keep_statistics: bool, source: str, created_at: d
     """The `retention` sub-document of a clip uploaded at created_at (days None or 0: kept)."""
     days = float(days) if days else None
     if days is not None and not 0 < days <= MAX_DAYS:
-        raise ValueError(f"a retention period is between a second and {int(MAX_DAYS)} days")
+        raise ValueError(f"a retention period is more than 0 and at most {int(MAX_DAYS)} days")
     return {"days": days, "keep_statistics": bool(keep_statistics), "source": source,
             "delete_at": created_at + timedelta(days=days) if days else None, "footage_deleted_at": None}
 
