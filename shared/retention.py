@@ -147,7 +147,7 @@ def _record(job: dict, what: str) -> None:
     """The audit entry of one deletion (the same fields as web/audit.py's entries, by no user)."""
     r = job.get("retention") or {}
     detail = ("footage deleted, statistics kept" if what == "footage" else "clip deleted") + \
-        f" after {_period(r.get('days'))} ({r.get('source') or 'default'} policy)"
+        f" after {period_text(r.get('days'))} ({r.get('source') or 'default'} policy)"
     try:
         get_db().audit.insert_one({
             "at": jobs.now(), "action": EXPIRE, "detail": detail, "user_id": None,
@@ -157,7 +157,8 @@ def _record(job: dict, what: str) -> None:
         log.error("retention: audit entry for clip %s not written: %s", job["_id"], e)
 
 
-def _period(days: float | None) -> str:
+def period_text(days: float | None) -> str:
+    """A period for people: "30 days", "1 day", "45 s" (tests use seconds), "no limit"."""
     if not days:
         return "no limit"
     if days >= 1:

@@ -46,7 +46,7 @@ def describe(clip: dict) -> str:
     r = clip.get("retention") or {}
     if not r.get("days"):
         return "kept until deleted"
-    return f"{r['days']:g} days" + (", statistics kept" if r.get("keep_statistics") else "")
+    return retention.period_text(r["days"]) + (", statistics kept" if r.get("keep_statistics") else "")
 
 
 def schedule(clip: dict) -> list[tuple[str, datetime | None, bool]]:
