@@ -1,13 +1,14 @@
 """One camera's recorder: `python -m worker.recorder CAMERA_ID` (started by worker/recorders.py).
 
 It pulls the stream with PyAV and copies its packets (never decodes: it cannot fall behind the stream
-for lack of CPU), cuts a segment at the first keyframe after LIVE_SEGMENT_SECONDS, and hands each
-segment to a storing thread that puts it in GridFS and queues it as its own job at once (the reader
-never waits for the database). A camera that drops (refused, timed out, the stream ended) is shown
-offline and retried with backoff up to LIVE_RETRY_MAX_S; a new connection starts a new segment. When
-the recording ends (its duration, or stopped) the segments are joined, packets copied with their times
-made continuous, into one clip of the camera's owner, queued like any upload (consecutive segments of
-one picture size per clip: a camera that comes back at another size starts another clip).
+for lack of CPU), cuts a segment at the first keyframe after LIVE_SEGMENT_SECONDS, or at the keyframe
+where the picture size changes (Params), and hands each segment to a storing thread that puts it in
+GridFS and queues it as its own job at once (the reader never waits for the database). A camera that
+drops (refused, timed out, the stream ended) is shown offline and retried with backoff up to
+LIVE_RETRY_MAX_S; a new connection starts a new segment. When the recording ends (its duration, or
+stopped) the segments are joined, packets copied with their times made continuous, into one clip of
+the camera's owner, queued like any upload (consecutive segments of one picture size per clip: a
+camera that changes size starts another clip).
 """
 
 from __future__ import annotations
@@ -47,12 +48,17 @@ class Terminated(Exception):
 class Segment:
     """One segment being written: an MP4 of copied packets whose times start at 0."""
 
-    def __init__(self, path: Path, template, seq: int):
+    def __init__(self, path: Path, template, seq: int, params: Params | None = None):
         self.path, self.seq = path, seq
         self.out = av.open(str(path), mode="w", format="mp4")
         self.stream = self.out.add_stream_from_template(template)
+        opened_size = (template.codec_context.width, template.codec_context.height)
+        if params is not None and params.size and params.size != opened_size:  # changed since it opened
+            ctx = self.stream.codec_context
+            ctx.width, ctx.height = params.size
+            ctx.extradata = params.extradata
         self.time_base = template.time_base
-        self.size = (template.codec_context.width, template.codec_context.height)
+        self.size = (self.stream.codec_context.width, self.stream.codec_context.height)
         self.base: int | None = None
         self.last_dts = -1
         self.frames = 0
@@ -77,6 +83,59 @@ class Segment:
         """Finish the file (its index written)."""
         self.out.close()
         self.wall_end = time.time()
+
+
+class Params:
+    """The H.264 parameter sets a stream's keyframes carry in-band, and the picture size they give.
+
+    A camera that changes resolution sends new parameter sets with its next keyframe; packets are
+    not decoded, so only a keyframe whose SPS differs from the last one is decoded once, to learn its
+    size (a rare event: reconfigured cameras, NVR failovers).
+    """
+
+    def __init__(self, size: tuple[int, int] | None = None):
+        self.sps: bytes | None = None
+        self.extradata = b""
+        self.size = size
+
+    def changed(self, packet, codec: str) -> bool:
+        """Whether this keyframe gives another picture size than the one before."""
+        if codec != "h264":
+            return False
+        nals = annexb_nals(bytes(packet))
+        sps = next((n for n in nals if n and n[0] & 0x1F == 7), None)
+        if sps is None or sps == self.sps:
+            return False
+        first = self.sps is None
+        self.sps = sps
+        self.extradata = b"".join(b"\x00\x00\x00\x01" + n for n in nals if n and n[0] & 0x1F in (7, 8))
+        if first and self.size:
+            return False  # the size the stream was opened with
+        size = keyframe_size(packet)
+        if size is None or size == self.size:
+            return False
+        self.size = size
+        return True
+
+
+def annexb_nals(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B access unit (what RTSP, MPEG-TS and HLS carry); [] for other layouts."""
+    starts, i = [], data.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i + 3)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    ends = [s - 3 for s in starts[1:]] + [len(data)]
+    return [data[a:b].rstrip(b"\x00") for a, b in zip(starts, ends, strict=True)]
+
+
+def keyframe_size(packet) -> tuple[int, int] | None:
+    """(width, height) of one H.264 keyframe, decoded on its own."""
+    try:
+        decoder = av.CodecContext.create("h264", "r")
+        frames = [*decoder.decode(packet), *decoder.decode(None)]
+    except av.error.FFmpegError:
+        return None
+    return (frames[0].width, frames[0].height) if frames else None
 
 
 class Store(threading.Thread):
@@ -221,6 +280,8 @@ class Recorder:
             self.report()
             opened = time.monotonic()
             last: int | None = None
+            params = Params((stream.codec_context.width, stream.codec_context.height)
+                            if stream.codec_context.width else None)
             for packet in container.demux(stream):
                 self.check()
                 if packet.size == 0:
@@ -233,12 +294,13 @@ class Recorder:
                     dts = 0 if last is None else last + step
                 pts = packet.pts if packet.pts is not None else dts
                 last = dts
-                if seg is not None and packet.is_keyframe and \
-                        seg.seconds(dts) >= self.settings.live_segment_seconds:
+                resized = packet.is_keyframe and params.changed(packet, stream.codec_context.name)
+                if seg is not None and (resized or (packet.is_keyframe and
+                                                    seg.seconds(dts) >= self.settings.live_segment_seconds)):
                     self.hand_over(seg)
                     seg = None
                 if seg is None:
-                    seg = Segment(self.workdir / f"seg-{self.seq:05d}.mp4", stream, self.seq)
+                    seg = Segment(self.workdir / f"seg-{self.seq:05d}.mp4", stream, self.seq, params)
                     self.seq += 1
                 seg.add(packet, pts, dts)
         finally:

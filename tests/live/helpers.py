@@ -84,3 +84,36 @@ def wait_status(camera_id, test, timeout: float, what: str) -> dict:
             return st
         time.sleep(0.2)
     raise AssertionError(f"camera {camera_id} not {what} after {timeout}s: {cameras.status(camera_id)}")
+
+
+def resized(src: Path, dest: Path, sizes=((320, 240), (640, 480)), frames: int = 60, fps: int = 30) -> int:
+    """An MP4 of src's first frames encoded at each size in turn (frames each, a keyframe every second,
+    new parameter sets in-band where the size changes): a camera reconfigured mid-stream; frames in all."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(src)) as c:
+        images = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames * len(sizes)), c.decode(video=0),
+                                                               strict=False)]
+    n = 0
+    with av.open(str(dest), mode="w", format="mp4") as out:
+        stream = out.add_stream("h264", rate=fps)
+        stream.width, stream.height = sizes[0]
+        for part, (w, h) in enumerate(sizes):
+            enc = av.CodecContext.create("libx264", "w")
+            enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+            enc.time_base, enc.framerate = Fraction(1, fps), fps
+            enc.options = {"preset": "ultrafast", "g": str(fps), "bframes": "0", "threads": "1"}  # one slice
+            for image in images[part * frames:(part + 1) * frames]:
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(width=w, height=h,
+                                                                                   format="yuv420p")
+                frame.pts = n
+                n += 1
+                for packet in [*enc.encode(frame)]:
+                    packet.stream, packet.time_base = stream, Fraction(1, fps)
+                    out.mux(packet)
+            for packet in enc.encode(None):
+                packet.stream, packet.time_base = stream, Fraction(1, fps)
+                out.mux(packet)
+    return n

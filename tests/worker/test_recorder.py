@@ -13,7 +13,7 @@ from shared import cameras, jobs, storage
 from shared.config import set_settings
 from shared.db import UPLOADS
 from tests.conftest import ARTIFACTS, RUN_TAG, wait_for_job
-from tests.live.helpers import SHARED_CLIPS, RtspServer, Supervisor, looped, wait_status
+from tests.live.helpers import SHARED_CLIPS, RtspServer, Supervisor, looped, resized, wait_status
 from tests.web import test_browser
 from tests.web.conftest import PASSWORD, unique
 from web import live, users
@@ -141,3 +141,34 @@ def test_a_camera_that_drops_is_offline_then_recording_again_when_it_returns(sup
     with storage.open_file(UPLOADS, clip_job["input_id"]) as f, av.open(f) as c:
         assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == before + sent
     jobs.cancel(clip_job["_id"])
+
+
+@pytest.mark.slow
+def test_a_stream_that_changes_resolution_starts_a_new_segment_and_clip(supervisor, tmp_path):
+    path = tmp_path / "resized.mp4"
+    sent = resized(SHARED_CLIPS / "mall_corridor_2012.mp4", path)  # 2 s at 320x240, then 2 s at 640x480
+    server = RtspServer(path, LOGS / f"rtsp-{RUN_TAG}.log").start()
+    cam = cameras.create(name="ptz", url=server.url, owner="owner-3")
+    try:
+        wait_status(cam["_id"], lambda s: s["state"] == cameras.OFFLINE and s.get("frames") == sent, 60,
+                    f"offline with {sent} frames")
+        cameras.stop(cam["_id"])
+        st = wait_status(cam["_id"], lambda s: s.get("done_recording"), 60, "joined")
+    finally:
+        server.kill()
+    # Segments of 5 s would hold it all: the cut is the size change, at its keyframe.
+    segs = sorted((wait_for_job(s["_id"], timeout=180) for s in cameras.segments(cam["_id"])),
+                  key=lambda s: s["seq"])
+    assert [s["size_wh"] for s in segs] == [[320, 240], [640, 480]]
+    assert all(s["status"] == jobs.SUCCEEDED for s in segs), [s.get("error") for s in segs]
+    assert [(s["result"]["width"], s["result"]["height"], s["result"]["frames"]) for s in segs] == \
+        [(320, 240, sent // 2), (640, 480, sent // 2)]
+    # One clip per picture size, each holding its frames.
+    assert len(st["clip_ids"]) == 2
+    for clip_id, size in zip(st["clip_ids"], ((320, 240), (640, 480)), strict=True):
+        clip_job = jobs.get(clip_id)
+        with storage.open_file(UPLOADS, clip_job["input_id"]) as f, av.open(f) as c:
+            v = c.streams.video[0]
+            assert (v.codec_context.width, v.codec_context.height) == size
+            assert sum(1 for p in c.demux(v) if p.size) == sent // 2
+        jobs.cancel(clip_id)
