@@ -15,13 +15,22 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi (bin/setup --tes
 SHARED_CLIPS = ROOT.parent / "shared" / "data" / "clips"
 
 
-def looped(src: Path, times: int, dest: Path) -> int:
-    """src's H.264 packets `times` over in one MP4 (no re-encoding); the number of frames."""
+def looped(src: Path, times: int, dest: Path, frames: int | None = None) -> int:
+    """src's H.264 packets `times` over in one MP4 (no re-encoding), cut after `frames`; the frames."""
     import av
 
     from worker.recorder import concatenate
 
     concatenate([src] * times, dest)
+    if frames is not None:
+        whole = dest.with_name(f"whole-{dest.name}")
+        dest.rename(whole)
+        with av.open(str(whole)) as c, av.open(str(dest), mode="w", format="mp4") as out:
+            stream = out.add_stream_from_template(c.streams.video[0])
+            for packet in [p for p in c.demux(c.streams.video[0]) if p.size][:frames]:
+                packet.stream = stream
+                out.mux(packet)
+        whole.unlink()
     with av.open(str(dest)) as c:
         return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
 

@@ -18,8 +18,8 @@ from shared.db import UPLOADS
 from tests.conftest import ARTIFACTS, RUN_TAG, wait_for_job
 from tests.live.helpers import SHARED_CLIPS, Supervisor, wait_status
 
-CLIP = SHARED_CLIPS / "mall_corridor_2012.mp4"  # 320x240, 30 fps, 480 frames
-MJPEG_FRAMES = 60
+CLIP = SHARED_CLIPS / "mall_corridor_2012.mp4"  # 320x240, 30 fps, 480 frames, keyframes at 0 and 8 s
+HLS_FRAMES, MJPEG_FRAMES = 270, 60
 
 
 class Camera(http.server.BaseHTTPRequestHandler):
@@ -69,10 +69,9 @@ def http_camera(tmp_path_factory):
                                             options={"hls_time": "4", "hls_playlist_type": "vod"}) as dst:
         s = src.streams.video[0]
         out = dst.add_stream_from_template(s)
-        for packet in src.demux(s):
-            if packet.dts is not None:
-                packet.stream = out
-                dst.mux(packet)
+        for packet in [p for p in src.demux(s) if p.size][:HLS_FRAMES]:
+            packet.stream = out
+            dst.mux(packet)
     jpegs = []
     with av.open(str(CLIP)) as src:
         for i, frame in enumerate(src.decode(video=0)):
@@ -98,7 +97,7 @@ def test_hls_and_mjpeg_cameras_are_recorded_and_analysed(worker, settings, http_
     sup = Supervisor(ARTIFACTS / "logs" / f"recorders-http-{RUN_TAG}.log",
                      {"LIVE_ALLOW_PRIVATE": "1", "LIVE_SEGMENT_SECONDS": "3", "LIVE_RETRY_MAX_S": "2"})
     try:
-        cams = {480: cameras.create(name="hls", url=f"{http_camera}/index.m3u8", owner="o-http"),
+        cams = {HLS_FRAMES: cameras.create(name="hls", url=f"{http_camera}/index.m3u8", owner="o-http"),
                 MJPEG_FRAMES: cameras.create(name="mjpeg", url=f"{http_camera}/video.mjpg", owner="o-http")}
         for sent, cam in cams.items():
             wait_status(cam["_id"], lambda s, n=sent: s.get("frames") == n and s["state"] == cameras.OFFLINE,
