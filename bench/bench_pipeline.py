@@ -5,7 +5,9 @@
 Per clip (720p and 1080p made from the one_face_puts_mask_on clip; a 1080p crowd of small faces made
 from mask_scenes photos) it measures, each in a fresh process so that models, threads and memory do not
 leak between them:
-  pipeline  run.analyse_video end to end: decode, detect, track, classify, annotate, encode (our worker)
+  pipeline  run.analyse_video end to end: decode, detect, track, classify, annotate, encode (our worker),
+            with the CPU ms per frame of each stage (worker/pipeline/timing.py) and faces classified
+  pipeline_float  the same with the float classifier (CLASSIFIER_PRECISION=float): what int8 gains
   floor     decode + H.264 re-encode with the same encoder settings, no analysis, overlapped in two
             threads as the pipeline does: the ceiling for fps
   floor_simple  the same in one plain loop (decode a frame, encode it), as a re-encode is usually written
@@ -41,7 +43,9 @@ from shared.config import ROOT, get_settings
 
 CACHE = ROOT / "artifacts" / "bench"
 GOALS = {
-    "pipeline_vs_floor_1080p": 0.6,
+    "pipeline_vs_floor_1080p": 0.75,
+    "pipeline_vs_floor_720p": 0.6,
+    "crowd_fps": 8.0,
     "pipeline_vs_seed_1080p": 4.0,
     "peak_rss_mb": 1536,
     "rss_10min_vs_1min": 1.1,
@@ -225,9 +229,12 @@ def _seed(clip: Path, info, out: Path, sink_args: dict, limit: int) -> dict:
 
 def run_child(mode: str, clip: Path, args) -> dict:
     """Run one measurement in a fresh interpreter; its JSON."""
+    env = dict(os.environ)
+    if mode == "pipeline_float":  # the same pipeline with the float classifier: what int8 gains
+        mode, env["CLASSIFIER_PRECISION"] = "pipeline", "float"
     cmd = [sys.executable, "-m", "bench.bench_pipeline", "--child", mode, str(clip),
            "--preset", args.preset, "--seed-frames", str(args.seed_frames)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{mode} on {clip.name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -239,6 +246,8 @@ def compare(r: dict) -> dict:
     return {
         "pipeline_vs_floor": round(p["fps"] / r["floor"]["fps"], 3),
         "pipeline_vs_floor_simple": round(p["fps"] / r["floor_simple"]["fps"], 3),
+        "int8_over_float_fps": round(p["fps"] / r["pipeline_float"]["fps"], 3),
+        "cpu_float_over_int8": round(r["pipeline_float"]["cpu_ms_per_frame"] / p["cpu_ms_per_frame"], 3),
         "pipeline_vs_seed": round(p["fps"] / r["seed"]["fps"], 2),
         "cpu_floor_over_pipeline": round(r["floor"]["cpu_ms_per_frame"] / p["cpu_ms_per_frame"], 3),
         "cpu_seed_over_pipeline": round(r["seed"]["cpu_ms_per_frame"] / p["cpu_ms_per_frame"], 2),
@@ -267,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     makers = {"720p": lambda: clip_at(720), "1080p": lambda: clip_at(1080), "crowd_1080p": crowd_clip}
     for key in args.only or list(makers):
         clip = makers[key]()
-        runs: dict[str, list[dict]] = {m: [] for m in ("floor", "floor_simple", "pipeline", "seed")}
+        runs: dict[str, list[dict]] = {m: [] for m in ("floor", "floor_simple", "pipeline", "pipeline_float",
+                                                       "seed")}
         for _ in range(args.repeat):  # interleaved, so a burst of other load hits every mode alike
             for mode, done in runs.items():
                 done.append(run_child(mode, clip, args))
@@ -281,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     measured = [k for k in makers if k in report]
     report["goals"] = {"pipeline_peak_rss_mb": [max(report[k]["pipeline"]["peak_rss_mb"] for k in measured),
                                                 GOALS["peak_rss_mb"]]}
+    if "720p" in report:
+        report["goals"]["pipeline_vs_floor_720p"] = [report["720p"]["pipeline_vs_floor"],
+                                                     GOALS["pipeline_vs_floor_720p"]]
+    if "crowd_1080p" in report:
+        crowd = report["crowd_1080p"]["pipeline"]
+        report["goals"]["crowd_fps"] = [crowd["fps"], GOALS["crowd_fps"]]
+        report["goals"]["crowd_faces_classified_per_frame"] = [crowd["faces_classified_per_frame"],
+                                                               crowd["faces_tracked_per_frame"]]
     if "1080p" in report:
         report["goals"]["pipeline_vs_floor_1080p"] = [report["1080p"]["pipeline_vs_floor"],
                                                       GOALS["pipeline_vs_floor_1080p"]]

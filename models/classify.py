@@ -234,9 +234,11 @@ def load_classifier(
 ) -> MaskClassifier:
     """Our committed classifier on 'litert' (CPU) or 'keras' (GPU); 'auto' follows WORKER_DEVICE.
 
-    options go to MaskClassifier (precision, crowd_threads, ...); precision applies to 'litert' only.
+    options go to MaskClassifier (crowd_threads, ...); precision follows CLASSIFIER_PRECISION unless
+    given, and applies to 'litert' only.
     """
     backend = _pick_backend(backend)
+    options.setdefault("precision", get_settings().classifier_precision)
     if backend != "litert":
         options["precision"] = "float"  # TensorFlow runs the Keras file: float on a GPU
     return MaskClassifier(model_dir=model_dir, backend=backend, num_threads=num_threads, **options)

@@ -93,8 +93,8 @@ def _load() -> Models:
     # XNNPACK's worker threads start with the classifier and inherit this name: the stage timer
     # (pipeline/timing.py) counts their CPU as classification.
     with os_thread_name("classify"):
-        classifier = load_classifier(backend="auto", num_threads=1, crowd_threads=os.cpu_count() or 1,
-                                     precision=get_settings().classifier_precision)  # follows WORKER_DEVICE
+        # backend and precision follow WORKER_DEVICE and CLASSIFIER_PRECISION
+        classifier = load_classifier(backend="auto", num_threads=1, crowd_threads=os.cpu_count() or 1)
     return Models(
         video_detector=load_detector("yunet", **VIDEO_DETECTOR),
         coarse_detector=load_detector("yunet", **COARSE_DETECTOR),

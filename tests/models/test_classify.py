@@ -179,7 +179,9 @@ def test_worker_device_setting_picks_the_backend(settings):
         set_settings(settings.replace(worker_device="cpu"))
         assert load_classifier().backend == "litert"
         assert load_classifier(precision="float").precision == "float"
-        assert load_classifier(precision="auto").precision == "int8"
+        assert load_classifier(precision="auto").precision == "int8" == load_classifier().precision
+        set_settings(settings.replace(worker_device="cpu", classifier_precision="float"))
+        assert load_classifier().precision == "float"  # CLASSIFIER_PRECISION=float
     finally:
         set_settings(settings)
 

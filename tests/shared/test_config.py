@@ -29,6 +29,7 @@ def test_visibility_timeout_outlasts_the_longest_task():
 @pytest.mark.parametrize("env, needle", [
     ({"UPLOAD_MAX_MB": "lots"}, "UPLOAD_MAX_MB='lots' is not a whole number"),
     ({"WORKER_DEVICE": "tpu"}, "WORKER_DEVICE='tpu'"),
+    ({"CLASSIFIER_PRECISION": "fp16"}, "CLASSIFIER_PRECISION='fp16'"),
     ({"CONNECT_TIMEOUT_S": "soon"}, "CONNECT_TIMEOUT_S='soon' is not a number"),
 ])
 def test_bad_values_name_the_variable(env, needle):
