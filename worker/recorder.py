@@ -14,7 +14,9 @@ camera that changes size starts another clip).
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
 import signal
 import sys
 import tempfile
@@ -194,10 +196,17 @@ class Recorder:
         self.recording_id = self.camera["recording_id"]
         self.settings = get_settings()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"maskwatch-rec-{self.id}-"))
-        self.seq = get_db().jobs.count_documents({"owner": cameras.owner_of_segments(self.id),
-                                                  "recording_id": self.recording_id})  # after a restart
+        # A recorder started again (its predecessor crashed) goes on with the same recording.
+        done = list(get_db().jobs.find({"owner": cameras.owner_of_segments(self.id),
+                                        "recording_id": self.recording_id}, {"frames_recorded": 1}))
+        self.seq = len(done)
         self.lock = threading.Lock()  # the reading and the storing thread both report
         self.store = Store(self.camera, self.recording_id, on_stored=self.report)
+        self.store.handed = self.store.stored = len(done)
+        self.store.frames = sum(d.get("frames_recorded") or 0 for d in done)
+        for stale in Path(tempfile.gettempdir()).glob(f"maskwatch-rec-{self.id}-*"):
+            if stale != self.workdir:
+                shutil.rmtree(stale, ignore_errors=True)  # a killed predecessor's unfinished segment
         self.state = cameras.STARTING
         self.error: str | None = None
         self.checked = self.beat = 0.0
@@ -208,7 +217,7 @@ class Recorder:
         """Write the status: state, stored segments and frames, segments still being stored."""
         with self.lock:
             cameras.report(self.id, state=self.state, error=self.error, recording_id=self.recording_id,
-                           segments=self.store.stored, frames=self.store.frames,
+                           pid=os.getpid(), segments=self.store.stored, frames=self.store.frames,
                            storing=self.store.handed - self.store.stored, **extra)
 
     def check(self, force: bool = False) -> None:

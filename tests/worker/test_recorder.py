@@ -4,6 +4,8 @@ one clip whose frames are the frames sent."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import av
@@ -120,10 +122,15 @@ def test_a_camera_that_drops_is_offline_then_recording_again_when_it_returns(sup
         down = wait_status(cam["_id"], lambda s: s["state"] == cameras.OFFLINE and s["storing"] == 0, 30,
                            "offline")
         assert down["error"]
-        time.sleep(3)  # it stays offline while the camera is gone (retried with backoff)
-        assert cameras.status(cam["_id"])["state"] == cameras.OFFLINE
-        before = cameras.status(cam["_id"])["frames"]
+        before = down["frames"]
         assert 0 < before < sent
+        # Its recorder dies too: the supervisor starts another, which goes on with the same recording.
+        os.kill(down["pid"], signal.SIGKILL)
+        again = wait_status(cam["_id"], lambda s: s.get("pid") not in (None, down["pid"]), 30, "supervised")
+        assert again["state"] == cameras.OFFLINE and (again["segments"], again["frames"]) == \
+            (down["segments"], before)
+        time.sleep(2)  # it stays offline while the camera is gone (retried with backoff)
+        assert cameras.status(cam["_id"])["state"] == cameras.OFFLINE
         server = RtspServer(path, server.log, port=server.port).start()
         wait_status(cam["_id"], lambda s: s["state"] == cameras.RECORDING, 30, "recording again")
         # The returned camera plays its clip from the start: all of it is recorded after what came before.
