@@ -15,8 +15,9 @@ PROCESS_SEGMENT = "maskwatch.process_segment"  # (job_id, k): one segment of a l
 ANONYMISE = "maskwatch.anonymise"  # (job_id,): a copy of a finished clip with every face blurred
 JOIN_SEGMENTS = "maskwatch.join_segments"  # (job_id,): the segments' outputs made one result (worker/join.py)
 RETENTION_SWEEP = "maskwatch.retention_sweep"  # (): delete what has expired (worker/retention.py, by beat)
+JOIN_WEBCAM = "maskwatch.join_webcam"  # (user_id, session): webcam chunks as one clip (worker/webcam_clip.py)
 MAINTENANCE_QUEUE = "maintenance"
-VIDEO_TASKS = (PROCESS_JOB, EXPLAIN_FACE, PROCESS_SEGMENT, JOIN_SEGMENTS, ANONYMISE)
+VIDEO_TASKS = (PROCESS_JOB, EXPLAIN_FACE, PROCESS_SEGMENT, JOIN_SEGMENTS, ANONYMISE, JOIN_WEBCAM)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -24,7 +25,7 @@ def make_celery(settings: Settings) -> Celery:
     # `include` is read by worker processes only: the web never imports task code.
     app = Celery("maskwatch", broker=settings.redis_url,
                  include=["worker.tasks", "worker.explain", "worker.segments", "worker.join",
-                          "worker.anonymise", "worker.retention"])
+                          "worker.anonymise", "worker.retention", "worker.webcam_clip"])
     app.conf.update(
         task_queues=[Queue(VIDEO_QUEUE), Queue("default"), Queue(MAINTENANCE_QUEUE)],
         task_default_queue="default",

@@ -78,6 +78,12 @@ def store_chunk(user_id: str, data: bytes, content_type: str, session: str, seq:
     return job
 
 
+def has_chunks(user_id: str, session: str) -> bool:
+    """Whether the user's webcam session stored any chunk."""
+    return get_db().jobs.find_one({"owner": webcam_owner(user_id), "webcam_session": session}, {"_id": 1}) \
+        is not None
+
+
 def chunk_view(job: dict) -> dict:
     """A webcam chunk's state and, once analysed, its result."""
     out = {"id": str(job["_id"]), "seq": job.get("seq"), "status": job["status"], "error": job.get("error")}

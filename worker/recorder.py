@@ -365,9 +365,11 @@ class Recorder:
         return job["_id"]
 
 
-def concatenate(paths: list[Path], out: Path) -> Path:
-    """The files' video packets in order in one +faststart MP4, each file's times following the last's."""
-    with av.open(str(out), mode="w", format="mp4", options={"movflags": "+faststart"}) as dst:
+def concatenate(paths: list[Path], out: Path, fmt: str = "mp4") -> Path:
+    """The files' video packets in order in one file (+faststart MP4, or fmt), each file's times following
+    the last's."""
+    options = {"movflags": "+faststart"} if fmt == "mp4" else {}
+    with av.open(str(out), mode="w", format=fmt, options=options) as dst:
         stream = None
         offset = 0.0  # seconds: where the next file starts
         for path in paths:
@@ -379,6 +381,8 @@ def concatenate(paths: list[Path], out: Path) -> Path:
                 end = offset
                 step = 1 / float(s.average_rate or 25)
                 for packet in src.demux(s):
+                    if packet.dts is None and packet.pts is not None:
+                        packet.dts = packet.pts  # WebM from MediaRecorder: no B-frames, no dts
                     if packet.dts is None:
                         continue
                     shift = round(offset / tb)

@@ -1,8 +1,10 @@
 """The webcam check in headless Chromium with a fake camera fed from a shared clip: chunks recorded by
-MediaRecorder are analysed by the real worker and their results shown on the page."""
+MediaRecorder are analysed by the real worker, their results shown on the page, and joined into one
+clip when it stops."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import av
@@ -10,6 +12,7 @@ import pytest
 
 from shared import jobs
 from shared.db import get_db
+from tests.conftest import wait_for_job
 from tests.live.helpers import ROOT
 from tests.web.conftest import PASSWORD
 from tests.web.test_browser import ARGS, CHROMIUM, live_server, shot  # noqa: F401 - live_server: a fixture
@@ -80,8 +83,18 @@ def test_the_webcam_page_shows_results_of_the_first_chunks(worker, live_server, 
         assert int(cells[3]) >= 1  # the person in the clip
         assert cells[4].endswith("%")
         assert float(cells[5].rstrip(" s")) < 60
-    user_id = str(get_db().users.find_one({"username": name})["_id"])
-    chunks = list(get_db().jobs.find({"owner": f"webcam:{user_id}"}))
-    assert len(chunks) >= 2 and not jobs.list_for(user_id)  # the chunks are in no clips list
     assert page.evaluate("document.getElementById('webcam-result').src").endswith("/video")
+    # Stopped: the session's chunks, every one analysed, become one clip in the user's list.
+    page.wait_for_selector("#webcam-status[data-clip=asked]", timeout=30_000)
+    user_id = str(get_db().users.find_one({"username": name})["_id"])
+    chunks = [wait_for_job(c["_id"], timeout=120) for c in get_db().jobs.find({"owner": f"webcam:{user_id}"})]
+    assert len(chunks) >= 2 and all(c["status"] == jobs.SUCCEEDED for c in chunks)
+    deadline = time.monotonic() + 60
+    while not (listed := jobs.list_for(user_id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(listed) == 1 and listed[0]["filename"].startswith("webcam ")  # the chunks are not listed
+    clip = wait_for_job(listed[0]["_id"], timeout=180)
+    assert clip["status"] == jobs.SUCCEEDED, clip.get("error")
+    assert clip["chunks"] == len(chunks)
+    assert clip["result"]["frames"] == sum(c["result"]["frames"] for c in chunks)
     assert not page.js_errors, page.js_errors

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user, login_required
 
 from shared import cameras, jobs
+from shared.celery_app import JOIN_WEBCAM, enqueue
 from shared.db import RESULTS
 from shared.errors import BadInput, NotFound
 from web import live
@@ -134,6 +135,16 @@ def chunk():
         return jsonify(error="bad_chunk", message="The chunk is empty or not a video."), 400
     job = live.store_chunk(current_user.id, data, ctype, session, seq)
     return jsonify(live.chunk_view(job)), 201
+
+
+@bp.post("/webcam/sessions/<session>/clip")
+@login_required
+def session_clip(session):
+    """Join a stopped webcam check's chunks into one clip of the user (a worker does it); 202."""
+    if not SESSION.match(session) or not live.has_chunks(current_user.id, session):
+        abort(404)
+    enqueue(JOIN_WEBCAM, current_user.id, session)
+    return jsonify(message="The recording is being joined into one clip: it will be in your clips list."), 202
 
 
 def _chunk_job(job_id) -> dict:

@@ -48,28 +48,44 @@
     }
   }
 
-  async function send(blob, n) {
+  const uploads = new Set();  // chunks being posted (the clip is asked for once they are all stored)
+  let active = null;
+
+  function send(blob, n) {
     const tr = row(n);
-    try {
-      const type = (blob.type || mime || "video/webm").split(";")[0];
-      const c = await MW.api(`${root.dataset.chunks}?session=${session}&seq=${n}`,
-                             {method: "POST", body: blob, headers: {"Content-Type": type}});
-      await follow(tr, c.id);
-    } catch (e) {
+    const type = (blob.type || mime || "video/webm").split(";")[0];
+    const upload = MW.api(`${root.dataset.chunks}?session=${session}&seq=${n}`,
+                          {method: "POST", body: blob, headers: {"Content-Type": type}});
+    uploads.add(upload);
+    upload.then(c => follow(tr, c.id)).catch(e => {
       tr.cells[1].textContent = "failed";
       tr.cells[5].textContent = e.message;
+    }).finally(() => uploads.delete(upload));
+  }
+
+  // Stopped: once every chunk is stored, the session's chunks are joined into one clip of the user.
+  async function finish() {
+    await Promise.allSettled([...uploads]);
+    if (!seq) return;
+    try {
+      const r = await MW.api(`${root.dataset.sessions}/${session}/clip`, {method: "POST"});
+      status("Stopped. " + r.message);
+      $("webcam-status").dataset.clip = "asked";
+    } catch (e) {
+      status("Stopped; the chunks could not be joined into a clip: " + e.message);
     }
   }
 
   function recordOne() {
-    if (!running) return;
     const parts = [];
     const rec = new MediaRecorder(stream, mime ? {mimeType: mime} : {});
     const n = seq++;
+    active = rec;
     rec.ondataavailable = e => { if (e.data && e.data.size) parts.push(e.data); };
     rec.onstop = () => {
-      recordOne();  // the next chunk starts at once
+      if (running) recordOne();  // the next chunk starts at once
       if (parts.length) send(new Blob(parts, {type: rec.mimeType || mime}), n);
+      if (!running) finish();
     };
     rec.start();
     setTimeout(() => rec.state !== "inactive" && rec.stop(), CHUNK_MS);
@@ -92,9 +108,10 @@
 
   $("webcam-stop").addEventListener("click", () => {
     running = false;
+    if (active && active.state !== "inactive") active.stop();  // its last chunk is sent, then finish()
     if (stream) stream.getTracks().forEach(t => t.stop());
     $("webcam-start").disabled = false;
     $("webcam-stop").disabled = true;
-    status("Stopped.");
+    status("Stopped: storing the last chunk.");
   });
 })();
