@@ -88,7 +88,8 @@ def test_the_webcam_page_shows_results_of_the_first_chunks(worker, live_server, 
     page.wait_for_selector("#webcam-status[data-clip=asked]", timeout=30_000)
     user_id = str(get_db().users.find_one({"username": name})["_id"])
     chunks = [wait_for_job(c["_id"], timeout=120) for c in get_db().jobs.find({"owner": f"webcam:{user_id}"})]
-    assert len(chunks) >= 2 and all(c["status"] == jobs.SUCCEEDED for c in chunks)
+    assert len(chunks) >= 2 and all(c["status"] == jobs.SUCCEEDED for c in chunks), \
+        [(c["seq"], c["size"], c.get("error")) for c in chunks]
     deadline = time.monotonic() + 60
     while not (listed := jobs.list_for(user_id)) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -52,7 +52,7 @@ class VideoInfo:
                 f"the video is {ctx.width}x{ctx.height} pixels; supported sizes are from 16 px "
                 f"up to {max_pixels:,} pixels per frame"
             )
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        rate = stream.average_rate or _declared(stream.guessed_rate)
         duration = _duration_s(container, stream)
         if duration > max_seconds:
             raise BadInput(
@@ -60,6 +60,8 @@ class VideoInfo:
                 f"{max_seconds / 60:.0f} minutes"
             )
         rotation = _rotation(container, stream)
+        if rate is None:  # last: it reads on from the first frame (callers open the file again)
+            rate = _rate_of_packets(container, stream) or Fraction(25)
         w, h = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         return cls(
             width=w, height=h, fps=float(rate), frames=stream.frames or None,
@@ -101,6 +103,33 @@ def _looks_like_mp4(path: Path) -> bool:
 
 def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e).split(":")[0] or type(e).__name__
+
+
+MAX_FPS = 240
+
+
+def _declared(rate: Fraction | None) -> Fraction | None:
+    """A guessed rate that is a frame rate: a WebM from a browser's MediaRecorder declares none, and
+    FFmpeg then guesses its time base (1000 fps), which would make a whole chunk look truncated."""
+    return rate if rate and rate <= MAX_FPS else None
+
+
+def _rate_of_packets(container, stream, n: int = 60) -> Fraction | None:
+    """The frame rate from the median step between the next n packets' times (a variable-rate file)."""
+    times = []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                times.append(packet.pts)
+            if len(times) >= n:
+                break
+    except av.error.FFmpegError:
+        pass
+    steps = sorted(b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False) if b > a)
+    if len(steps) < 2 or not stream.time_base:
+        return None
+    rate = 1 / (steps[len(steps) // 2] * stream.time_base)
+    return _declared(rate.limit_denominator(1001))
 
 
 def _duration_s(container, stream) -> float:
