@@ -362,6 +362,23 @@ def requeue_segment(job_id, k: int, run_id: str | None, note: str) -> bool:
     return res.matched_count == 1
 
 
+def retire_run(job_id, run_id: str) -> str | None:
+    """Give a running split job a new run_id, so that every segment of the old one stops (they check
+    it each second); the new run_id, or None when that run is no longer the current one."""
+    new = uuid.uuid4().hex
+    res = get_db().jobs.update_one({"_id": object_id(job_id), "status": RUNNING, "run_id": run_id},
+                                   {"$set": {"run_id": new, "updated_at": now()}})
+    return new if res.matched_count == 1 else None
+
+
+def requeue_unsplit(job_id, run_id: str, note: str) -> dict:
+    """Put a split job back in the queue to run in one piece (`segment_seconds` 0), its plan dropped."""
+    return _transition(job_id, QUEUED, extra_filter={"run_id": run_id},
+                       set_={"segment_seconds": 0, "note": note, "progress": 0.0, "eta_s": None,
+                             "frames_done": 0, "run_id": None},
+                       unset=["plan"])
+
+
 def claim_join(job_id, plan_id: str, worker: str) -> str | None:
     """Take the join of a split job (one at a time: a unique _id); its run_id, None when taken."""
     from pymongo.errors import DuplicateKeyError

@@ -73,10 +73,12 @@ def settings():
     s = Settings.from_env()
     set_settings(s)
     db.reset()
-    redis.Redis.from_url(s.redis_url).flushdb()
-    redis.Redis.from_url(s.redis_url).set(SESSION_KEY, RUN_TAG, ex=4 * 3600)  # the flush took the claim
+    r = redis.Redis.from_url(s.redis_url)
+    # One transaction: between a flush and a new claim another session starting could take this number.
+    r.pipeline(transaction=True).flushdb().set(SESSION_KEY, RUN_TAG, ex=4 * 3600).execute()
     yield s
-    redis.Redis.from_url(s.redis_url).delete(SESSION_KEY)
+    if r.get(SESSION_KEY) == RUN_TAG.encode():
+        r.delete(SESSION_KEY)
     db.get_client().drop_database(db.get_db().name)
     db.reset()
 

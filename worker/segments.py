@@ -31,7 +31,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from models.rules import Rules
 from shared import jobs, result_docs, results, storage
-from shared.celery_app import JOIN_SEGMENTS, PROCESS_SEGMENT, app, enqueue
+from shared.celery_app import JOIN_SEGMENTS, PROCESS_JOB, PROCESS_SEGMENT, app, enqueue
 from shared.config import get_settings
 from shared.db import RESULTS, UPLOADS, get_db
 from shared.errors import BadInput, Cancelled, IllegalTransition, NotFound
@@ -47,6 +47,11 @@ from worker.tasks import TEMP_PREFIX, TRANSIENT, WORKER_NAME, BucketSink, _durat
 
 log = logging.getLogger(__name__)
 ID_STRIDE = 1000  # segment k's track ids are k*1000 + 1, 2, ...
+
+
+class SplitMismatch(RuntimeError):
+    """A segment decoded another number of frames than its plan holds (an open GOP: frames shown before
+    a keyframe but stored after it; an index that does not match the stream)."""
 
 
 def _limits() -> tuple[int, int]:
@@ -101,6 +106,12 @@ def _attempt(job: dict, seg: dict) -> str:
         _discard(job, seg)
         _fail(job, str(e), retryable=False)
         return jobs.FAILED
+    except SplitMismatch as e:
+        log.warning("job %s: %s; it is analysed in one piece instead", job["_id"], e)
+        _discard(job, seg)
+        jobs.requeue_segment(job["_id"], seg["k"], seg["run_id"], "the split was given up")
+        run_whole(job)
+        return "unsplit"
     except SoftTimeLimitExceeded:
         _discard(job, seg)
         _fail(job, _limit_sentence(plan, k), keep=False)  # a retry would take as long: nothing is kept
@@ -170,7 +181,7 @@ def _run(job: dict, seg: dict, workdir: Path) -> dict:
         finally:
             container.close()
     if done.frames != s["end"] - s["first"]:
-        raise RuntimeError(f"segment {k} decoded {done.frames} frames where the plan has "
+        raise SplitMismatch(f"segment {k} decoded {done.frames} frames where the plan has "
                            f"{s['end'] - s['first']}")
     progress(done.frames, force=True)  # the last cancel check before storing
     poster = None
@@ -344,6 +355,28 @@ def _discard(job: dict, seg: dict) -> None:
 def discard_all(job: dict) -> None:
     """Remove everything the job's segments and join stored: buckets, parts, outputs, results files."""
     jobs.delete_split_outputs(job)
+
+
+def run_whole(job: dict) -> None:
+    """Give up the split of a clip that its keyframes do not cut cleanly: stop every segment, remove
+    what they stored, and queue the clip to run in one piece (what it did before segments existed)."""
+    run_id = jobs.retire_run(job["_id"], job["run_id"])
+    if run_id is None:
+        return  # another segment did, or the job was cancelled, failed or deleted meanwhile
+    # Each running segment sees the new run_id within a second and stops; none may still write when
+    # the whole-clip attempt starts storing the same buckets.
+    deadline = time.monotonic() + max(10.0, get_settings().stalled_after_s)
+    while time.monotonic() < deadline and any(
+            s["status"] == jobs.RUNNING for s in jobs.segments_of(job)):
+        time.sleep(0.5)
+    discard_all(job)
+    storage.delete_files(UPLOADS, jobs.plan_sources(job))
+    try:
+        jobs.requeue_unsplit(job["_id"], run_id, "This clip cannot be split at its keyframes; it is "
+                                                 "analysed in one piece instead.")
+    except (IllegalTransition, NotFound):
+        return
+    enqueue(PROCESS_JOB, str(job["_id"]))
 
 
 def stop_cancelled(job: dict) -> None:

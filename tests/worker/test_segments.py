@@ -389,3 +389,38 @@ def test_an_mkv_export_is_split_and_equals_its_unsplit_run(short_clip, workers, 
 def _times(path: Path) -> list:
     with av.open(str(path)) as c:
         return [f.time for f in c.decode(video=0)]
+
+
+def open_gop_clip(path: Path, seconds: int = 45, fps: int = 25, size=(320, 180)) -> Path:
+    """x264 with open GOPs: frames shown before a keyframe are stored after it, so a cut there puts
+    them in the wrong segment (each segment then decodes another count than planned)."""
+    w, h = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"x264-params": "keyint=50:min-keyint=50:open-gop=1:bframes=3:b-adapt=0:scenecut=0"}
+        yy, xx = np.mgrid[0:h, 0:w]
+        for i in range(seconds * fps):
+            img = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, (9 * i) % 256)], -1)
+            for p in s.encode(av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.mark.slow
+def test_a_clip_its_keyframes_do_not_cut_cleanly_runs_in_one_piece_instead(workers, tmp_path):
+    src = open_gop_clip(tmp_path / "open_gop.mp4")
+    job = submit(src, SEGMENT_S)
+    seen_plan = _wait(lambda: jobs.get(job["_id"]).get("plan"), 120, "a plan")  # it was split at first
+    done = wait_for_job(job["_id"], timeout=600)
+    assert done["status"] == "succeeded", done["error"]
+    assert len(seen_plan["segments"]) >= 2
+    assert "segments" not in done["result"] and "plan" not in done and done["segment_seconds"] == 0
+    assert done["result"]["frames"] == 45 * 25
+    assert [r["frame"] for r in frame_records(done)] == list(range(45 * 25))  # each frame once
+    assert segments_now(done["_id"]) == []
+    roles = sorted(f["metadata"]["role"] for f in result_files(done["_id"]))
+    assert roles.count("annotated") == 1 and "part" not in roles
+    jobs.delete(done["_id"])
