@@ -137,9 +137,13 @@ def bench_classifiers(seconds: float, skip_keras: bool) -> dict:
 
     out: dict = {}
     try:
-        ours = load_classifier(backend="litert")
+        ours = load_classifier(backend="litert", precision="float")
         crops = face_crops(ours.input_size, 64)
         out["ours_litert_batched"] = {"input_size": ours.input_size, **time_classifier(ours, crops, seconds)}
+        if "tflite_int8" in ours.meta["files"]:  # the CPU worker's default
+            int8 = load_classifier(backend="litert", precision="int8")
+            out["ours_litert_int8_batched"] = {"input_size": int8.input_size,
+                                               **time_classifier(int8, crops, seconds)}
         if not skip_keras:
             keras_ours = load_classifier(backend="keras")
             out["ours_keras_batched"] = {
