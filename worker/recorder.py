@@ -43,6 +43,10 @@ class Ended(Exception):
     """The recording is over: stopped, its duration reached, or the camera deleted."""
 
 
+class Deleted(Ended):
+    """The camera was deleted: nothing is joined or reported (its segments are being deleted)."""
+
+
 class Terminated(Exception):
     """SIGTERM: store what was recorded and exit; the recording goes on when a recorder starts again."""
 
@@ -182,9 +186,10 @@ class Store(threading.Thread):
                  seg.seq, seg.frames, time.time() - seg.wall_end)
 
     def finish(self) -> None:
-        """Wait until every handed segment is stored."""
-        self.todo.put(None)
-        self.join()
+        """Wait until every handed segment is stored (again: at once)."""
+        if self.is_alive():
+            self.todo.put(None)
+            self.join()
 
 
 class Recorder:
@@ -215,6 +220,8 @@ class Recorder:
 
     def report(self, **extra) -> None:
         """Write the status: state, stored segments and frames, segments still being stored."""
+        extra.setdefault("done_recording", False)  # not the previous recording's
+        extra.setdefault("clip_ids", [])
         with self.lock:
             cameras.report(self.id, state=self.state, error=self.error, recording_id=self.recording_id,
                            pid=os.getpid(), segments=self.store.stored, frames=self.store.frames,
@@ -234,7 +241,7 @@ class Recorder:
         try:
             cam = cameras.get(self.id)
         except NotFound:
-            raise Ended("deleted") from None
+            raise Deleted("deleted") from None
         if not cam.get("wanted") or cam.get("recording_id") != self.recording_id:
             raise Ended("stopped")
         duration = cam.get("duration_s")
@@ -244,6 +251,19 @@ class Recorder:
     def run(self) -> None:
         """Record until the recording ends, reconnecting with backoff; then join."""
         self.store.start()
+        try:
+            ended = self.record()
+            self.store.finish()
+            if ended:
+                clip_ids = self.join_recording()
+                self.state = cameras.STOPPED
+                self.report(done_recording=True, clip_ids=clip_ids)
+        finally:
+            self.store.finish()  # whatever ends the recorder: what was recorded is stored
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def record(self) -> bool:
+        """Pull connection after connection; True when the recording is over (False: SIGTERM, deleted)."""
         backoff = 1.0
         try:
             while True:
@@ -266,15 +286,15 @@ class Recorder:
                     time.sleep(0.2)
                 backoff = min(backoff * 2, self.settings.live_retry_max_s)
         except Terminated:
-            self.store.finish()
             log.info("camera %s: recorder stopped; the recording goes on with the next one", self.id)
-            return
+            return False
+        except Deleted:
+            get_db().camera_status.delete_one({"_id": str(self.id)})  # a beat may have followed the delete
+            log.info("camera %s deleted: recording %s not joined", self.id, self.recording_id)
+            return False
         except Ended as e:
             log.info("camera %s: recording %s ends: %s", self.id, self.recording_id, e)
-        self.store.finish()
-        clip_ids = self.join_recording()
-        self.state = cameras.STOPPED
-        self.report(done_recording=True, clip_ids=clip_ids)
+            return True
 
     def pull(self) -> None:
         """One connection: copy packets into segments until the stream ends or the recording does."""

@@ -13,7 +13,7 @@ import pytest
 
 from shared import cameras, jobs, storage
 from shared.config import set_settings
-from shared.db import UPLOADS
+from shared.db import UPLOADS, get_db
 from tests.conftest import ARTIFACTS, RUN_TAG, wait_for_job
 from tests.live.helpers import SHARED_CLIPS, RtspServer, Supervisor, looped, resized, wait_status
 from tests.web import test_browser
@@ -179,3 +179,15 @@ def test_a_stream_that_changes_resolution_starts_a_new_segment_and_clip(supervis
             assert (v.codec_context.width, v.codec_context.height) == size
             assert sum(1 for p in c.demux(v) if p.size) == sent // 2
         jobs.cancel(clip_id)
+    # Started again: a new recording, its own recorder (the camera is gone: offline). Then deleted: the
+    # recorder ends without a trace, the segments go, the owner's clips stay.
+    cameras.start(cam["_id"])
+    again = cameras.get(cam["_id"])["recording_id"]
+    assert again != st["recording_id"]
+    wait_status(cam["_id"], lambda s: s.get("recording_id") == again and s["state"] == cameras.OFFLINE, 30,
+                "recording again (offline: its camera is gone)")
+    cameras.delete(cam["_id"])
+    time.sleep(3)
+    assert get_db().camera_status.find_one({"_id": str(cam["_id"])}) is None
+    assert not get_db().jobs.find_one({"owner": cameras.owner_of_segments(cam["_id"])})
+    assert all(jobs.get(c)["owner"] == "owner-3" for c in st["clip_ids"])
