@@ -179,13 +179,17 @@ def test_a_stream_that_changes_resolution_starts_a_new_segment_and_clip(supervis
             assert (v.codec_context.width, v.codec_context.height) == size
             assert sum(1 for p in c.demux(v) if p.size) == sent // 2
         jobs.cancel(clip_id)
-    # Started again: a new recording, its own recorder (the camera is gone: offline). Then deleted: the
-    # recorder ends without a trace, the segments go, the owner's clips stay.
-    cameras.start(cam["_id"])
+    # Started again for 6 s: a new recording, its own recorder (the camera is gone: offline), which ends by
+    # itself when the 6 s are over. Then deleted: the segments go, the owner's clips stay.
+    cameras.start(cam["_id"], duration_s=6)
     again = cameras.get(cam["_id"])["recording_id"]
     assert again != st["recording_id"]
     wait_status(cam["_id"], lambda s: s.get("recording_id") == again and s["state"] == cameras.OFFLINE, 30,
                 "recording again (offline: its camera is gone)")
+    over = wait_status(cam["_id"], lambda s: s.get("recording_id") == again and s.get("done_recording"), 30,
+                       "stopped by its duration")
+    assert over["state"] == cameras.STOPPED and cameras.get(cam["_id"])["wanted"]  # nobody pressed Stop
+    assert over["beat_at"] - cameras.get(cam["_id"])["started_at"] >= 6
     cameras.delete(cam["_id"])
     time.sleep(3)
     assert get_db().camera_status.find_one({"_id": str(cam["_id"])}) is None
