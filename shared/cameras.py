@@ -3,8 +3,9 @@
 
     cameras       {_id, name, url (with its credentials: never shown), owner, wanted, duration_s,
                    recording_id, created_at, started_at}
-    camera_status {_id: camera id, state, error, recording_id, segments, frames, since, beat_at,
-                   done_recording, clip_id}
+    camera_status {_id: camera id, state, error, recording_id, segments, frames, storing, pid, beat_at,
+                   done_recording, clip_ids}
+    camera_leases {_id: camera id, holder: "host:pid", until}: which recorder may record it
 
 Each recorded segment is a job of its own, owned by "camera:<id>" (so it is in no one's clips list),
 with `camera_id`, `recording_id`, `seq`, `wall_start`, `wall_end` and `stored_at` (seconds since the
@@ -16,6 +17,8 @@ from __future__ import annotations
 import time
 import uuid
 
+from pymongo.errors import DuplicateKeyError
+
 from shared import jobs
 from shared.camera_urls import check, masked
 from shared.config import get_settings
@@ -25,6 +28,7 @@ from shared.errors import NotFound
 RECORDING, OFFLINE, STOPPED, STARTING = "recording", "offline", "stopped", "starting"
 BEAT_S = 2.0  # how often a recorder writes its status
 STALE_S = 15.0  # a status older than this is a recorder that is gone
+LEASE_S = 15.0  # a recorder's claim on its camera, renewed with each status beat
 
 
 def owner_of_segments(camera_id) -> str:
@@ -81,6 +85,7 @@ def delete(camera_id) -> None:
         except Exception:  # noqa: BLE001 - a segment being analysed now is left for the retention sweep
             continue
     get_db().camera_status.delete_one({"_id": str(oid)})
+    get_db().camera_leases.delete_one({"_id": str(oid)})
 
 
 def status(camera_id) -> dict:
@@ -97,6 +102,37 @@ def status(camera_id) -> dict:
     else:
         shown = doc["state"]
     return {**doc, "state": shown, "camera_id": str(cam["_id"])}
+
+
+def claim(camera_id, holder: str) -> bool:
+    """Take (or keep) the right to record the camera for LEASE_S: one recorder per camera, however many
+    supervisors run (on several machines). An expired lease is taken over."""
+    cid, now = str(camera_id), time.time()
+    get_db().camera_leases.delete_one({"_id": cid, "until": {"$lt": now}})
+    try:
+        get_db().camera_leases.insert_one({"_id": cid, "holder": holder, "until": now + LEASE_S})
+        return True
+    except DuplicateKeyError:
+        held = get_db().camera_leases.find_one({"_id": cid}) or {}
+        return held.get("holder") == holder
+
+
+def holder(camera_id) -> str | None:
+    """Who records the camera now (None: nobody holds a live lease)."""
+    held = get_db().camera_leases.find_one({"_id": str(camera_id)}) or {}
+    return held.get("holder") if (held.get("until") or 0) >= time.time() else None
+
+
+def renew(camera_id, holder: str) -> bool:
+    """Extend the holder's lease; False when it was lost (expired and taken over)."""
+    res = get_db().camera_leases.update_one({"_id": str(camera_id), "holder": holder},
+                                            {"$set": {"until": time.time() + LEASE_S}})
+    return res.matched_count == 1
+
+
+def release(camera_id, holder: str) -> None:
+    """Give the lease up (the recorder has ended)."""
+    get_db().camera_leases.delete_one({"_id": str(camera_id), "holder": holder})
 
 
 def report(camera_id, **fields) -> None:

@@ -18,6 +18,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -209,14 +210,12 @@ class Recorder:
         self.store = Store(self.camera, self.recording_id, on_stored=self.report)
         self.store.handed = self.store.stored = len(done)
         self.store.frames = sum(d.get("frames_recorded") or 0 for d in done)
-        for stale in Path(tempfile.gettempdir()).glob(f"maskwatch-rec-{self.id}-*"):
-            if stale != self.workdir:
-                shutil.rmtree(stale, ignore_errors=True)  # a killed predecessor's unfinished segment
         self.state = cameras.STARTING
         self.error: str | None = None
         self.checked = self.beat = 0.0
         self.started_at = self.camera.get("started_at") or time.time()
         self.terminated = False
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"  # its lease (cameras.claim)
 
     def report(self, **extra) -> None:
         """Write the status: state, stored segments and frames, segments still being stored."""
@@ -234,6 +233,9 @@ class Recorder:
         now = time.monotonic()
         if now - self.beat >= cameras.BEAT_S:
             self.beat = now
+            if not cameras.renew(self.id, self.holder):
+                log.warning("camera %s: its lease was taken over; this recorder stops", self.id)
+                raise Terminated
             self.report()
         if not force and now - self.checked < CHECK_S:
             return
@@ -250,6 +252,13 @@ class Recorder:
 
     def run(self) -> None:
         """Record until the recording ends, reconnecting with backoff; then join."""
+        if not cameras.claim(self.id, self.holder):
+            log.info("camera %s is recorded by %s already", self.id, cameras.holder(self.id))
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return
+        for stale in Path(tempfile.gettempdir()).glob(f"maskwatch-rec-{self.id}-*"):
+            if stale != self.workdir:  # with the lease: a killed predecessor's unfinished segment
+                shutil.rmtree(stale, ignore_errors=True)
         self.store.start()
         try:
             ended = self.record()
@@ -261,6 +270,7 @@ class Recorder:
         finally:
             self.store.finish()  # whatever ends the recorder: what was recorded is stored
             shutil.rmtree(self.workdir, ignore_errors=True)
+            cameras.release(self.id, self.holder)
 
     def record(self) -> bool:
         """Pull connection after connection; True when the recording is over (False: SIGTERM, deleted)."""

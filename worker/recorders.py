@@ -4,7 +4,9 @@ Once a second it reads which cameras should record and keeps one recorder proces
 (`python -m worker.recorder ID`) alive per camera whose recording is not finished; a recorder that
 exits before its recording is done (a crash, a killed process) is started again with backoff. A
 recorder ends by itself when its camera is stopped, deleted or its duration is over (it joins the
-recording first), so the supervisor never kills one mid-segment; on SIGTERM it stops them all.
+recording first), so the supervisor never kills one mid-segment; on SIGTERM it stops them all. Each
+recorder holds a lease on its camera (shared/cameras.py, claim): with several supervisors (machines),
+a camera is still recorded once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +24,7 @@ from shared.config import ROOT
 from shared.db import get_db
 
 log = logging.getLogger("maskwatch.recorders")
+HOST = socket.gethostname()
 
 
 class Supervisor:
@@ -37,6 +41,7 @@ class Supervisor:
         for cid, proc in list(self.procs.items()):
             if proc.poll() is not None:
                 del self.procs[cid]
+                cameras.release(cid, f"{HOST}:{proc.pid}")  # a killed recorder could not give it up
                 if proc.returncode:
                     wait = min(2 * self.retry_at.get(cid, (0, 1.0))[1], 60.0)
                     self.retry_at[cid] = (time.monotonic() + wait, wait)
@@ -49,6 +54,8 @@ class Supervisor:
             doc = get_db().camera_status.find_one({"_id": cid}) or {}
             if doc.get("recording_id") == cam.get("recording_id") and doc.get("done_recording"):
                 continue  # this recording is finished; a new Start makes a new one
+            if cameras.holder(cid):
+                continue  # recorded by another supervisor's recorder (here or on another machine)
             log.info("starting the recorder of camera %s", cid)
             self.procs[cid] = subprocess.Popen([sys.executable, "-m", "worker.recorder", cid], cwd=ROOT)
 

@@ -1,5 +1,5 @@
 """HTTP cameras for real: an HLS playlist and an MJPEG stream (multipart/x-mixed-replace) served by a
-small HTTP server on loopback, recorded by the supervisor's recorder, every frame analysed."""
+small HTTP server on loopback, recorded (once, under two supervisors), every frame analysed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 
 import av
 import cv2
+import psutil
 import pytest
 
 from shared import cameras, jobs, storage
@@ -94,11 +95,20 @@ def _frames_of_upload(file_id) -> int:
 @pytest.mark.slow
 def test_hls_and_mjpeg_cameras_are_recorded_and_analysed(worker, settings, http_camera):
     set_settings(settings.replace(live_allow_private=True))
-    sup = Supervisor(ARTIFACTS / "logs" / f"recorders-http-{RUN_TAG}.log",
-                     {"LIVE_ALLOW_PRIVATE": "1", "LIVE_SEGMENT_SECONDS": "3", "LIVE_RETRY_MAX_S": "2"})
+    env = {"LIVE_ALLOW_PRIVATE": "1", "LIVE_SEGMENT_SECONDS": "3", "LIVE_RETRY_MAX_S": "2"}
+    # Two supervisors (two machines): each camera is still recorded by one recorder (its lease).
+    sups = [Supervisor(ARTIFACTS / "logs" / f"recorders-http-{RUN_TAG}-{n}.log", env) for n in (1, 2)]
     try:
         cams = {HLS_FRAMES: cameras.create(name="hls", url=f"{http_camera}/index.m3u8", owner="o-http"),
                 MJPEG_FRAMES: cameras.create(name="mjpeg", url=f"{http_camera}/video.mjpg", owner="o-http")}
+        # Both supervisors start a recorder for each; the one without the lease ends by itself.
+        ids = {str(c["_id"]) for c in cams.values()}
+        deadline = time.monotonic() + 30
+        while (running := _recorders(sups)) != {cid: [_holder_pid(cid)] for cid in ids}:
+            assert time.monotonic() < deadline, f"recorders {running}, leases {[_holder_pid(c) for c in ids]}"
+            time.sleep(0.2)
+        time.sleep(2)
+        assert _recorders(sups) == running  # and none is started again
         for sent, cam in cams.items():
             wait_status(cam["_id"], lambda s, n=sent: s.get("frames") == n and s["state"] == cameras.OFFLINE,
                         60, f"offline with {sent} frames")
@@ -115,5 +125,26 @@ def test_hls_and_mjpeg_cameras_are_recorded_and_analysed(worker, settings, http_
         assert len(mjpeg) == 1 and mjpeg[0]["result"]["codec_in"] == "mjpeg"  # 2 s: one segment
         assert 1.5 < mjpeg[0]["result"]["duration_s"] < 3.5  # times from arrival: the stream has none
     finally:
-        sup.stop()
+        for sup in sups:
+            sup.stop()
         set_settings(settings)
+
+
+def _holder_pid(camera_id: str) -> int | None:
+    """The pid of the recorder holding the camera's lease."""
+    held = cameras.holder(camera_id)
+    return int(held.rsplit(":", 1)[1]) if held else None
+
+
+def _recorders(sups) -> dict[str, list[int]]:
+    """{camera id: pids of the recorders running for it} under the supervisors."""
+    out: dict[str, list[int]] = {}
+    for sup in sups:
+        for child in psutil.Process(sup.proc.pid).children():
+            try:
+                cmd = child.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            if "worker.recorder" in cmd and child.status() != psutil.STATUS_ZOMBIE:
+                out.setdefault(cmd[-1], []).append(child.pid)
+    return out
