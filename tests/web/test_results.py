@@ -263,7 +263,7 @@ def test_every_state_changing_route_needs_a_login_even_with_a_valid_csrf_token(s
     token = csrf_of(c)  # a real token of this anonymous session: CSRF passes, so only the login check is left
     person = video["result"]["persons"][0]
     values = {"job_id": str(video["_id"]), "track_id": person["track_id"], "token_id": "0" * 24,
-              "camera_id": "0" * 24, "action": "start"}
+              "camera_id": "0" * 24, "action": "start", "session": "abcdefgh12"}
     anonymous = {"auth.login", "auth.register", "auth.logout"}
     checked = []
     jobs_before = get_db().jobs.count_documents({})
