@@ -3,6 +3,7 @@ Celery beat to a real worker, deletes exactly what has expired and records it; t
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from datetime import timedelta
@@ -113,7 +114,8 @@ def test_the_sweep_deletes_exactly_the_expired_parts_and_leaves_the_rest(beat, o
     [f] = expire_entries(footage)
     [w] = expire_entries(whole)
     assert f["username"] == "retention policy" and f["user_id"] is None and f["owner"] == owner.id
-    assert f["detail"].startswith("footage deleted, statistics kept") and w["detail"].startswith("clip deleted")
+    assert f["detail"].startswith("footage deleted, statistics kept")
+    assert w["detail"].startswith("clip deleted")
     assert not expire_entries(later) and not expire_entries(kept)
 
 
@@ -121,8 +123,8 @@ def test_a_footage_only_policy_deletes_a_failed_clip_whole_and_never_touches_run
     data = b"not really a video"
     ids = []
     for name in ("failed.mp4", "running.mp4"):
-        import io
-        fid = storage.put(UPLOADS, io.BytesIO(data), name, content_type="video/mp4", metadata={"owner": owner.id})
+        fid = storage.put(UPLOADS, io.BytesIO(data), name, content_type="video/mp4",
+                          metadata={"owner": owner.id})
         ids.append(jobs.create(owner=owner.id, filename=name, kind="video", input_id=fid, size=len(data),
                                content_type="video/mp4"))
     failed, running = ids
@@ -156,7 +158,8 @@ def test_new_uploads_get_the_accounts_policy_else_the_settings(settings, owner, 
     assert retention.for_owner(owner.id, t)["delete_at"] is None  # blank: kept until deleted
     c.post("/settings/retention", data={"csrf_token": c.csrf, "use_default": "1"})
     assert retention.for_owner(owner.id, t)["source"] == "default"
-    r = c.post("/settings/retention", data={"csrf_token": c.csrf, "retention_days": "-3"}, follow_redirects=True)
+    r = c.post("/settings/retention", data={"csrf_token": c.csrf, "retention_days": "-3"},
+               follow_redirects=True)
     assert "between 0 and" in r.get_data(as_text=True)
 
 
@@ -189,7 +192,8 @@ def test_the_clip_page_shows_when_each_part_goes_and_changes_it(settings, owner,
     assert body["retention_days"] is None and body["delete_at"] is None and body["keep_statistics"] is True
 
 
-def test_after_its_footage_is_deleted_a_clip_serves_numbers_but_no_file(settings, owner, app_client, tmp_path):
+def test_after_its_footage_is_deleted_a_clip_serves_numbers_but_no_file(settings, owner, app_client,
+                                                                         tmp_path):
     clip = seed_clip(owner.id, frames=50, n_persons=2, media_dir=tmp_path)
     retention.set_for_clip(clip["_id"], 1 * SECOND, True)
     assert retention.expire(jobs.get(clip["_id"])) == "footage"

@@ -47,11 +47,13 @@ def test_marking_a_clip_anonymised_only_hides_every_face_until_unmarked(app, set
     page = c.get(f"/clips/{cid}").get_data(as_text=True)
     assert 'id="player" controls' in page and "every face blurred" in page
 
-    r = c.put(f"/api/v1/clips/{cid}/privacy", json={"anonymised_only": False}, headers={"X-CSRFToken": c.csrf})
+    r = c.put(f"/api/v1/clips/{cid}/privacy", json={"anonymised_only": False},
+              headers={"X-CSRFToken": c.csrf})
     assert r.status_code == 200 and r.get_json()["privacy"]["anonymised_only"] is False
     assert c.get(f"/clips/{cid}/video").get_data() != copy
     assert f"/files/{crop}" in c.get(f"/clips/{cid}").get_data(as_text=True)
-    changes = [e["detail"] for e in get_db().audit.find({"clip_id": str(cid), "action": "change"}).sort("at", 1)]
+    trail = get_db().audit.find({"clip_id": str(cid), "action": "change"}).sort("at", 1)
+    changes = [e["detail"] for e in trail]
     assert changes == ["anonymised only", "faces shown again"]
 
 
@@ -61,7 +63,8 @@ def test_another_user_cannot_change_a_clips_privacy(app, settings, tmp_path):
     c = client_for(app, other)
     r = c.post(f"/clips/{clip['_id']}/privacy", data={"csrf_token": c.csrf, "anonymised_only": "1"})
     assert r.status_code == 404
-    r = c.put(f"/api/v1/clips/{clip['_id']}/privacy", json={"retention_days": 1}, headers={"X-CSRFToken": c.csrf})
+    r = c.put(f"/api/v1/clips/{clip['_id']}/privacy", json={"retention_days": 1},
+              headers={"X-CSRFToken": c.csrf})
     assert r.status_code == 404
     assert not jobs.get(clip["_id"]).get("anonymised_only")
     assert jobs.get(clip["_id"])["retention"]["source"] == "default"
