@@ -43,10 +43,15 @@ def live_server(settings):
 @pytest.fixture
 def page():
     """A Chromium page that accepts downloads."""
+    yield from chromium_page(accept_downloads=True)
+
+
+def chromium_page(args: tuple[str, ...] = (), **context):
+    """A headless Chromium page (extra args to the browser; context options), collecting page errors."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *args])
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, **context)
         pg = context.new_page()
         pg.set_default_timeout(30_000)
         errors: list[str] = []

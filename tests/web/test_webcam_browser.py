@@ -15,7 +15,7 @@ from shared.db import get_db
 from tests.conftest import wait_for_job
 from tests.live.helpers import ROOT
 from tests.web.conftest import PASSWORD
-from tests.web.test_browser import ARGS, CHROMIUM, live_server, shot  # noqa: F401 - live_server: a fixture
+from tests.web.test_browser import chromium_page, live_server, shot  # noqa: F401 - live_server: a fixture
 
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "one_face_without_mask_2.mp4"  # 640x360, one face
 
@@ -40,21 +40,9 @@ def fake_camera(tmp_path_factory):
 
 @pytest.fixture
 def camera_page(fake_camera):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    args = [*ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={fake_camera}"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        pg = context.new_page()
-        pg.set_default_timeout(30_000)
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-        pg.js_errors = errors
-        yield pg
-        context.close()
-        browser.close()
+    """A Chromium page whose camera plays the fake_camera file."""
+    yield from chromium_page(("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                              f"--use-file-for-fake-video-capture={fake_camera}"))
 
 
 @pytest.mark.browser
