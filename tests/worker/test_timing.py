@@ -82,3 +82,29 @@ def test_the_frame_loop_fills_every_stage_and_counts_the_faces_classified(tmp_pa
     cpu = times.cpu_s()
     assert all(cpu[s] > 0 for s in ("detect", "track", "crop", "classify", "annotate")), cpu
     assert sum(cpu[s] for s in STAGES) + cpu["other"] == pytest.approx(cpu["total"], abs=1e-6)
+
+
+def test_a_thread_that_worked_before_the_loop_counts_only_what_it_spends_during_it():
+    busy, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def pool_thread():  # like the classifier's pool, loaded and busy before this measurement
+        name_os_thread("classify")
+        _burn(0.3)
+        busy.set()
+        go.wait()
+        _burn(0.1)
+        done.set()
+        time.sleep(0.3)  # alive while sampled
+
+    t = threading.Thread(target=pool_thread)
+    t.start()
+    busy.wait()
+    time.sleep(0.05)
+    times = StageTimes()
+    go.set()
+    done.wait()
+    times.stop(frames=1)
+    t.join()
+    cpu = times.cpu_s()
+    assert 0.07 <= cpu["classify"] <= 0.15, cpu  # the 0.1 s since, not the 0.4 s of its life
+    assert sum(cpu[s] for s in STAGES) + cpu["other"] == pytest.approx(cpu["total"], abs=1e-6)

@@ -47,6 +47,10 @@ class StageTimes:
         self._timed = dict.fromkeys(STAGES, 0.0)
         self._threads: dict[int, tuple[str, float]] = {}  # tid -> (stage, CPU seconds seen last)
         self._lock = threading.Lock()
+        # Threads of a stage's name that exist already (an earlier loop's codec or classifier pool)
+        # count only what they spend from now on.
+        self.sample()
+        self._base = {tid: seconds for tid, (_, seconds) in self._threads.items()}
         self._start = process_cpu_s()
         self._end: float | None = None
         self.frames = 0
@@ -92,8 +96,8 @@ class StageTimes:
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds per stage, plus 'other' (the rest of the process) and 'total'."""
         out = dict(self._timed)
-        for stage, seconds in self._threads.values():
-            out[stage] += seconds
+        for tid, (stage, seconds) in self._threads.items():
+            out[stage] += max(0.0, seconds - self._base.get(tid, 0.0))
         total = (self._end if self._end is not None else process_cpu_s()) - self._start
         out["other"] = max(0.0, total - sum(out.values()))
         out["total"] = total
