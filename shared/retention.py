@@ -38,17 +38,24 @@ def policy(days: float | None, keep_statistics: bool, source: str, created_at: d
             "delete_at": created_at + timedelta(days=days) if days else None, "footage_deleted_at": None}
 
 
-def for_owner(owner: str, created_at: datetime) -> dict:
-    """The policy a new upload of this owner gets: the account's override, else the settings'."""
+def owner_settings(owner: str) -> tuple[float | None, bool, str]:
+    """(days, keep_statistics, source) for this owner's new uploads: the account's override ("account"),
+    else the settings' ("default")."""
     try:
         user = get_db().users.find_one({"_id": jobs.object_id(owner)}, {"retention": 1})
     except NotFound:  # not an account id (a CLI or test owner): the settings apply
         user = None
     own = (user or {}).get("retention")
     if own:
-        return policy(own.get("days"), own.get("keep_statistics"), "account", created_at)
+        return own.get("days") or None, bool(own.get("keep_statistics")), "account"
     s = get_settings()
-    return policy(s.retention_days, s.retention_keep_statistics, "default", created_at)
+    return s.retention_days or None, s.retention_keep_statistics, "default"
+
+
+def for_owner(owner: str, created_at: datetime) -> dict:
+    """The policy a new upload of this owner gets."""
+    days, keep_statistics, source = owner_settings(owner)
+    return policy(days, keep_statistics, source, created_at)
 
 
 def set_for_clip(job_id, days: float | None, keep_statistics: bool) -> dict:

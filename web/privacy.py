@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared import anonymised, retention
+from shared import anonymised, jobs, retention
 from web import audit
 from web.errors import ApiError
 
@@ -53,21 +53,29 @@ def schedule(clip: dict) -> list[tuple[str, datetime | None, bool]]:
     """When each part of the clip is (or was) deleted: (part, when or None for never, done already)."""
     r = clip.get("retention") or {}
     at, gone = r.get("delete_at"), r.get("footage_deleted_at")
-    stats_kept = r.get("keep_statistics") and clip.get("status") == "succeeded"
+    stats_kept = r.get("keep_statistics") and clip.get("status") == jobs.SUCCEEDED
     return [("Original, annotated video, face crops, explanations, anonymised copy", gone or at, bool(gone)),
             ("Frame data, people and charts", None if stats_kept else at, False)]
 
 
-def check_footage(clip: dict, *, anonymised_ok: bool = False) -> None:
-    """Refuse a file of the clip that its settings hide: 410 once deleted, 403 when anonymised only."""
+def hidden(clip: dict, *, anonymised_ok: bool = False) -> ApiError | None:
+    """Why the clip's footage is not served (410 once deleted, 403 when anonymised only), or None."""
     if retention.footage_gone(clip):
         at = (clip.get("retention") or {}).get("footage_deleted_at")
         when = f" on {at:%Y-%m-%d %H:%M} UTC" if at else ""
-        raise ApiError(410, "footage_deleted", f"This clip's footage was deleted{when} under its retention "
-                       "policy; its statistics are kept.")
+        return ApiError(410, "footage_deleted", f"This clip's footage was deleted{when} under its retention "
+                        "policy; its statistics are kept.")
     if clip.get("anonymised_only") and not anonymised_ok:
-        raise ApiError(403, "anonymised_only", "This clip is marked anonymised only: its faces, original "
-                       "and annotated video are not shown; download the anonymised copy instead.")
+        return ApiError(403, "anonymised_only", "This clip is marked anonymised only: its faces, original "
+                        "and annotated video are not shown; download the anonymised copy instead.")
+    return None
+
+
+def check_footage(clip: dict, *, anonymised_ok: bool = False) -> None:
+    """Refuse a file of the clip that its settings hide (hidden())."""
+    refusal = hidden(clip, anonymised_ok=anonymised_ok)
+    if refusal is not None:
+        raise refusal
 
 
 def shows_faces(clip: dict) -> bool:
@@ -77,12 +85,5 @@ def shows_faces(clip: dict) -> bool:
 
 def account_policy(user_id: str) -> dict:
     """What the account's new uploads get: {days, keep_statistics, own} (own: an override is set)."""
-    from shared.config import get_settings
-    from shared.db import get_db
-    from shared.jobs import object_id
-
-    own = (get_db().users.find_one({"_id": object_id(user_id)}, {"retention": 1}) or {}).get("retention")
-    if own:
-        return {"days": own.get("days"), "keep_statistics": bool(own.get("keep_statistics")), "own": True}
-    s = get_settings()
-    return {"days": s.retention_days or None, "keep_statistics": s.retention_keep_statistics, "own": False}
+    days, keep_statistics, source = retention.owner_settings(user_id)
+    return {"days": days, "keep_statistics": keep_statistics, "own": source == "account"}

@@ -8,7 +8,6 @@ from flask_login import current_user, login_required
 from shared import jobs
 from shared.errors import IllegalTransition
 from web import audit, exports, privacy, store
-from web.errors import ApiError
 from web.fragments import FRAGMENTS
 from web.views.auth import EmptyForm
 
@@ -37,13 +36,12 @@ def clip(job_id):
 
 def _footage_note(c: dict) -> str:
     """What the page says in place of the video when the clip's settings hide it."""
-    try:
-        privacy.check_footage(c)
-    except ApiError as e:
-        if c.get("anonymised_only"):
-            return e.message + " No anonymised copy has been made yet: make one under Downloads."
-        return e.message
-    return ""
+    refusal = privacy.hidden(c)
+    if refusal is None:
+        return ""
+    if c.get("anonymised_only"):
+        return refusal.message + " No anonymised copy has been made yet: make one under Downloads."
+    return refusal.message
 
 
 @bp.post("/clips/<job_id>/privacy")
