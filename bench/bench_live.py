@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "logs": str(logs),
     }
     print(json.dumps(out, indent=1))
-    db.get_client().drop_database(db.get_db().name)
+    db.drop_database(db.get_db().name)
     return 0
 
 

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(_run(clip, args.segment_s, n, env, logs))
             print(json.dumps(runs[-1]), file=sys.stderr)
     finally:
-        db.get_client().drop_database(db.get_db().name)
+        db.drop_database(db.get_db().name)
         redis_server.terminate()
         redis_server.wait(30)
     base = next((r for r in runs if r["workers"] == 1), runs[0])

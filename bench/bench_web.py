@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         out["ok"] = bool(ok)
     finally:
         if not args.keep:
-            db.get_client().drop_database(db_name)
+            db.drop_database(db_name)
     print(json.dumps(out, indent=2))
     print("\n".join(done_when(out)))
     return 0 if out.get("ok") else 1

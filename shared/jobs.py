@@ -87,12 +87,19 @@ def get(job_id, owner: str | None = None) -> dict:
     return doc
 
 
+# The list needs summaries only (the job document holds no ledger or bins: shared/result_docs.py).
+LISTED = {"explanations": 0}
+
+
 def list_for(owner: str | None, limit: int = 200, skip: int = 0) -> list[dict]:
     """Newest jobs first, from the skip-th on; owner None lists everyone's (admins)."""
     query = {} if owner is None else {"owner": owner}
-    # The list needs summaries only (the job document holds no ledger or bins: shared/result_docs.py).
-    hidden = {"explanations": 0}
-    return list(get_db().jobs.find(query, hidden).sort("created_at", -1).skip(skip).limit(limit))
+    return list(get_db().jobs.find(query, LISTED).sort("created_at", -1).skip(skip).limit(limit))
+
+
+def listed(job_ids: list) -> dict:
+    """The jobs with these ids (as list_for returns them), by id; those gone are left out."""
+    return {d["_id"]: d for d in get_db().jobs.find({"_id": {"$in": job_ids}}, LISTED)}
 
 
 def _transition(job_id, to: str, *, extra_filter: dict | None = None, set_: dict | None = None,

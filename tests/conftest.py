@@ -79,7 +79,7 @@ def settings():
     yield s
     if r.get(SESSION_KEY) == RUN_TAG.encode():
         r.delete(SESSION_KEY)
-    db.get_client().drop_database(db.get_db().name)
+    db.drop_database(db.get_db().name)
     db.reset()
 
 

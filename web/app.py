@@ -10,6 +10,7 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from shared import cache
 from shared.config import Settings, get_settings, set_settings
 from web.auth import SESSION_EXPIRED
 
@@ -73,6 +74,10 @@ def create_app(settings: Settings | None = None, config: dict | None = None) -> 
         app.register_blueprint(bp)
     auth.csrf.exempt(api.bp)  # the API checks its own CSRF header for cookie sessions
     app.cli.add_command(admin.create_admin_command)
+
+    # A request reads the cache revisions once, in one Redis round trip (shared/cache.py).
+    app.before_request(cache.begin_snapshot)
+    app.teardown_request(lambda exc: cache.end_snapshot())
 
     @app.context_processor
     def limits():

@@ -5,6 +5,13 @@ entries (FerretDB 1.24 can lose one of two concurrent updates of one document). 
 what it needs (the clip's id, file name and owner; the user's id and name), so it outlives the clip
 and the account: who looked at what must be answerable after the data is gone.
 
+Views (a results page, the API's results) are the most frequent entries and, as before, best effort:
+they are written in batches, at most FLUSH_S after the event, in one insert (on FerretDB each insert
+waits its turn at SQLite's single writer; 20 viewers made that the page's slowest step). Every other
+entry is written before its request answers, pending views first, and a search writes them before it
+reads, so the trail stays in order. A web process killed outright loses at most its last FLUSH_S of
+views; one that stops normally writes them.
+
 Queries filter on plain fields and sort by time: MongoDB answers them from the indexes that
 shared/db.py creates; FerretDB (dev and CI only) scans the collection for them, since it pushes
 down only `_id` lookups; pages are bounded by PAGE_SIZE either way.
@@ -12,7 +19,10 @@ down only `_id` lookups; pages are bounded by PAGE_SIZE either way.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 
 from bson import ObjectId
@@ -31,6 +41,12 @@ CHANGE = "change"  # a clip's privacy settings (retention, anonymised only)
 ACTIONS = (VIEW, DOWNLOAD, EXPORT, DELETE, ACCOUNT_DELETE, CHANGE, EXPIRE)
 PAGE_SIZE = 50
 UA_MAX = 300  # enough to tell browsers and scripts apart; a client cannot make entries large
+FLUSH_S = 0.2  # views wait at most this long to be written
+
+_pending: list[dict] = []
+_pending_lock = threading.Lock()
+_wake = threading.Event()
+_writer: threading.Thread | None = None
 
 
 def _who(user):
@@ -71,6 +87,7 @@ def record(action: str, clip: dict | None = None, *, user=None, detail: str = ""
     """
     doc = entry(action, clip, user=user, detail=detail)
     try:
+        flush()
         get_db()[COLLECTION].insert_one(doc)
         return True
     except (PyMongoError, ServiceUnavailable) as e:
@@ -79,6 +96,41 @@ def record(action: str, clip: dict | None = None, *, user=None, detail: str = ""
             raise ServiceUnavailable("The download could not be recorded in the audit trail, so it "
                                      "was not started; try again shortly.") from None
         return False
+
+
+def viewed(clip: dict, detail: str) -> None:
+    """Record a view of the clip's results, written with the next batch (at most FLUSH_S later)."""
+    global _writer
+    doc = entry(VIEW, clip, detail=detail)
+    doc["_id"] = ObjectId()  # now: entries of one millisecond keep their order by _id
+    with _pending_lock:
+        _pending.append(doc)
+        if _writer is None or not _writer.is_alive():  # one per process, started after gunicorn's fork
+            _writer = threading.Thread(target=_write_views, name="audit-views", daemon=True)
+            _writer.start()
+    _wake.set()
+
+
+def _write_views() -> None:
+    while True:
+        _wake.wait()
+        _wake.clear()
+        flush()
+        time.sleep(FLUSH_S)  # gather the next batch
+
+
+@atexit.register
+def flush() -> None:
+    """Write the pending views now (best effort: a failure is logged and they are dropped)."""
+    with _pending_lock:
+        docs = _pending[:]
+        _pending.clear()
+    if not docs:
+        return
+    try:
+        get_db()[COLLECTION].insert_many(docs, ordered=False)
+    except (PyMongoError, ServiceUnavailable) as e:
+        log.error("%d view audit entries not written: %s", len(docs), e)
 
 
 def record_download(clip: dict, what: str) -> None:
@@ -113,6 +165,7 @@ def query(*, clip_id: str | None = None, user: str | None = None, action: str | 
 
 def search(q: dict, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[dict], bool]:
     """One page (from 1) of entries matching q, newest first, and whether there is a next page."""
+    flush()
     cursor = (get_db()[COLLECTION].find(q).sort([("at", -1), ("_id", -1)])
               .skip((max(page, 1) - 1) * per_page).limit(per_page + 1))
     docs = list(cursor)

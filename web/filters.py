@@ -63,6 +63,38 @@ def rate_class(rate) -> str:
     return "rate-good" if rate >= 0.9 else "rate-fair" if rate >= 0.7 else "rate-poor"
 
 
+# In HTML cached for every viewer, each page putting its own token in; escaping turns any "<" of user
+# text into "&lt;", so the raw marker can only come from here.
+FORM_TOKEN_STAND_IN = "<!--form-token-->"
+
+
+def form_token() -> str:
+    """The session's CSRF token for a form, or a stand-in while rendering HTML shared by sessions."""
+    from flask import g
+    from flask_wtf.csrf import generate_csrf
+    from markupsafe import Markup
+
+    return Markup(FORM_TOKEN_STAND_IN) if g.get("shared_render") else generate_csrf()
+
+
+def shared_render(template: str, **context) -> str:
+    """HTML that sessions share (cached): each form's CSRF token is a stand-in, see with_form_token."""
+    from flask import g, render_template
+
+    g.shared_render = True
+    try:
+        return render_template(template, **context)
+    finally:
+        g.shared_render = False
+
+
+def with_form_token(html: str):
+    """Shared HTML with this session's CSRF token in its forms, ready for a template."""
+    from markupsafe import Markup
+
+    return Markup(html.replace(FORM_TOKEN_STAND_IN, form_token()))
+
+
 def init_app(app: Flask) -> None:
     """Register the filters (and the privacy checks the clip templates ask)."""
     from web import privacy
@@ -75,3 +107,4 @@ def init_app(app: Flask) -> None:
     app.add_template_global(privacy.describe, "retention_policy")
     app.add_template_global(privacy.account_policy)
     app.add_template_global(clip_url)
+    app.add_template_global(form_token)

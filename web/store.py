@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 
-from shared import jobs, result_docs, results
+from bson import ObjectId
+
+from shared import cache, jobs, result_docs, results
+from shared.db import get_db
 from shared.errors import NotFound
 
 PERSONS_PAGE = result_docs.PERSONS_PAGE
 dumps = results.dumps
+# Job documents and lists as of the jobs collection's revision: a page load polled by 20 clients
+# costs one Redis round trip, not a FerretDB scan of every job (README, "Caches").
+_jobs = cache.Versioned("jobs", max_entries=4096)
+_lists = cache.Versioned("jobs", max_entries=256)
 
 
 def plain(obj):
@@ -28,10 +35,53 @@ def can_see(user, owner: str | None) -> bool:
 
 def get_clip(job_id, user) -> dict:
     """The job as `user` may see it (NotFound otherwise): one lookup by `_id`, ownership checked here."""
-    job = jobs.get(jobs.object_id(job_id))
+    oid = jobs.object_id(job_id)
+    job = _jobs.get(get_db().name, oid, lambda: jobs.get(oid), keep=unless_written(str(oid)))
     if not can_see(user, job.get("owner")):
         raise NotFound(f"no job {job_id}")
     return job
+
+
+def unless_written(doc_id: str):
+    """A keep function for cache entries that depend on one document only."""
+    return lambda value, changed: None if doc_id in changed else value
+
+
+def list_clips(owner: str | None, limit: int, skip: int = 0) -> list[dict]:
+    """Newest clips first (everyone's for owner None), as of the last change to any job; read-only.
+
+    After a change only the written jobs are read again (by `_id`), not the whole list: a running
+    job's progress, written every second, costs one lookup, not a scan of every job.
+    """
+    return _lists.get(get_db().name, (owner, limit, skip), lambda: jobs.list_for(owner, limit, skip),
+                      keep=lambda old, changed: _patched(old, changed, owner, limit, skip))
+
+
+def _patched(old: list[dict], changed: set[str], owner: str | None, limit: int, skip: int):
+    """The list with the changed jobs read again; old itself when none of them is in it or joins it;
+    None when only a full read can tell (one left the list, or a new one shifts a later page)."""
+    ids = [jobs.object_id(i) for i in changed if ObjectId.is_valid(i)]
+    if not ids:
+        return old
+    now = jobs.listed(ids)
+    new, at, touched = list(old), {d["_id"]: i for i, d in enumerate(old)}, False
+    for oid in ids:
+        doc = now.get(oid)
+        if oid in at:
+            if doc is None or doc.get("owner") != old[at[oid]].get("owner"):
+                return None  # it left the list: what follows the last row is not known
+            new[at[oid]], touched = doc, True
+        elif doc is not None and (owner is None or doc.get("owner") == owner):
+            # Not listed but listable: a new job (created_at never changes), or one older than the list.
+            if len(new) >= limit and doc["created_at"] <= new[-1]["created_at"]:
+                continue
+            if skip:
+                return None
+            new.append(doc)
+            new.sort(key=lambda d: d["created_at"], reverse=True)
+            del new[limit:]
+            touched = True
+    return new if touched else old
 
 
 def layout(clip: dict) -> dict:

@@ -13,6 +13,7 @@ from bson.errors import InvalidId
 from pymongo.errors import DuplicateKeyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from shared import cache
 from shared.db import get_db
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,31}$")
@@ -20,6 +21,8 @@ MIN_PASSWORD = 8
 TOKEN_PREFIX = "mw_"
 # last_used_at is a hint for the settings page, not an audit log: write it at most this often.
 TOUCH_EVERY = timedelta(minutes=1)
+# Users and tokens as of the last write to either: every API request and page load looks both up.
+_auth = cache.Versioned("auth", max_entries=4096)
 # Checked against when the username is unknown, so both answers take as long (no user probing).
 _DUMMY_HASH = generate_password_hash("not a password of anyone")
 
@@ -93,7 +96,9 @@ def get(user_id: str) -> User | None:
         oid = ObjectId(str(user_id))
     except (InvalidId, TypeError):
         return None
-    doc = get_db().users.find_one({"_id": oid})
+    db = get_db()
+    doc = _auth.get(db.name, ("user", oid), lambda: db.users.find_one({"_id": oid}),
+                    keep=lambda old, changed: old if old is not None and str(oid) not in changed else None)
     return User.from_doc(doc) if doc else None
 
 
@@ -145,7 +150,10 @@ def user_for_token(token: str) -> User | None:
     """The owner of a token, or None when the token is unknown or its user is gone."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    doc = get_db().tokens.find_one({"token_hash": token_hash(token)})
+    db, digest = get_db(), token_hash(token)
+    doc = _auth.get(db.name, ("token", digest), lambda: db.tokens.find_one({"token_hash": digest}),
+                    keep=lambda old, changed: old if old is not None and str(old["_id"]) not in changed
+                    else None)
     if doc is None:
         return None
     now = datetime.now(UTC)

@@ -122,7 +122,7 @@ def stack(tmp_path_factory, settings):
         yield s
     finally:
         with contextlib.suppress(Exception):  # the servers may be what the test broke
-            db.get_client().drop_database(db.get_db().name)
+            db.drop_database(db.get_db().name)
         s.close()
         set_settings(settings)
         db.reset()

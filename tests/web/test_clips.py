@@ -260,3 +260,60 @@ def test_the_clips_list_pages_by_fifty_newest_first(signed_in, settings):
     rest = sorted(set(re.findall(r"clip-(\d{3})\.mp4</a>", second)), reverse=True)
     assert rest == ["004", "003", "002", "001", "000"] and 'id="older"' not in second and "← newer" in second
     assert c.get("/?page=3").status_code == 404 and c.get("/?page=0").status_code == 404
+
+
+def test_rows_shared_by_sessions_carry_each_sessions_own_form_token(signed_in, alice):
+    from web.filters import FORM_TOKEN_STAND_IN
+
+    job = _job(alice.id, failed=False)
+    first, second = signed_in(alice), signed_in(alice)  # two sessions of one user: one cached list
+    pages = [c.get("/").get_data(as_text=True) for c in (first, second)]
+    for c, page in zip((first, second), pages, strict=True):
+        assert FORM_TOKEN_STAND_IN not in page
+        tokens = set(re.findall(r'name="csrf_token" value="([^"]+)"', page))
+        assert tokens and all(t.split(".")[0] == c.csrf.split(".")[0] for t in tokens)
+    # The other session's token is refused; the page's own is taken.
+    cancel = f"/clips/{job['_id']}/cancel"
+    theirs = re.search(r'name="csrf_token" value="([^"]+)"', pages[1]).group(1)
+    assert first.post(cancel, data={"csrf_token": theirs}).status_code == 400
+    mine = re.search(r'name="csrf_token" value="([^"]+)"', pages[0]).group(1)
+    assert first.post(cancel, data={"csrf_token": mine}).status_code == 303
+    # The cancel changed a job: both sessions' next list shows it, cached or not.
+    for c in (first, second):
+        row = re.search(rf'data-id="{job["_id"]}" data-status="(\w+)"', c.get("/").get_data(as_text=True))
+        assert row.group(1) == "cancelled"
+
+
+def test_a_workers_write_shows_on_the_next_list_and_status(signed_in, alice):
+    job = _job(alice.id, failed=False)
+    c = signed_in(alice)
+    assert f'data-id="{job["_id"]}" data-status="queued"' in c.get("/").get_data(as_text=True)
+    assert c.get(f"/api/v1/clips/{job['_id']}").get_json()["status"] == "queued"
+    claimed = jobs.claim(job["_id"], "worker-1")  # as the worker does, by its own path
+    jobs.progress(job["_id"], claimed["run_id"], 0.5, 3.0)
+    assert f'data-id="{job["_id"]}" data-status="running"' in c.get("/").get_data(as_text=True)
+    status = c.get(f"/api/v1/clips/{job['_id']}").get_json()
+    assert (status["status"], status["progress"]) == ("running", 0.5)
+    listed = {x["id"]: x for x in c.get("/api/v1/clips").get_json()["clips"]}
+    assert listed[str(job["_id"])]["progress"] == 0.5
+
+
+def test_the_list_after_a_change_reads_only_the_written_jobs(signed_in, alice, monkeypatch):
+    c = signed_in(alice)
+    older, job = _job(alice.id, failed=False), _job(alice.id, failed=False)
+    full_reads = []
+    real = jobs.list_for
+    monkeypatch.setattr(jobs, "list_for", lambda *a, **k: full_reads.append(a) or real(*a, **k))
+    ids = lambda: [x["id"] for x in c.get("/api/v1/clips").get_json()["clips"]]  # noqa: E731
+    assert ids()[:2] == [str(job["_id"]), str(older["_id"])]  # read in full, or patched if listed before
+    full_reads.clear()
+    claimed = jobs.claim(job["_id"], "worker-1")
+    for p in (0.25, 0.5):  # progress, as a worker writes it every second: patched in place
+        jobs.progress(job["_id"], claimed["run_id"], p, 3.0)
+        listed = c.get("/api/v1/clips").get_json()["clips"]
+        assert (listed[0]["id"], listed[0]["progress"]) == (str(job["_id"]), p)
+    new = _job(alice.id, failed=False)  # a new upload: on top
+    assert ids()[:3] == [str(new["_id"]), str(job["_id"]), str(older["_id"])]
+    assert full_reads == []
+    get_db().jobs.delete_one({"_id": older["_id"]})  # one leaves the list: read in full
+    assert str(older["_id"]) not in ids() and len(full_reads) == 1

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
-from shared import jobs, result_docs
+from shared import cache, jobs, result_docs
 from shared.celery_app import EXPLAIN_FACE, enqueue
+from shared.db import get_db
 from shared.errors import IllegalTransition, ServiceUnavailable
 from web import audit, exports, privacy, store
 from web.actions import anonymise, remove, requeue
@@ -21,6 +22,7 @@ from web.views.media import send_clip_file
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 FRAMES_LIMIT = 1000
 LIST_LIMIT = 500
+_list_bodies = cache.Versioned("jobs", max_entries=256)
 # An explanation still pending after this long is assumed lost and may be requested again.
 EXPLAIN_STALE_S = 300
 
@@ -81,6 +83,11 @@ SUMMARY_KEYS = ("frames", "duration_s", "fps", "width", "height", "compliance_ra
 
 def clip_json(job: dict) -> dict:
     """A clip's state for lists and polling, with the addresses of its pages and files."""
+    return store.plain(_clip_fields(job))
+
+
+def _clip_fields(job: dict) -> dict:
+    """clip_json's fields, ids and times not yet turned into strings (a list serialises them at once)."""
     jid = str(job["_id"])
     result = job.get("result") if job.get("status") == jobs.SUCCEEDED else None
     urls = {"self": clip_url("api.clip", jid), "page": clip_url("results.clip", jid),
@@ -89,7 +96,7 @@ def clip_json(job: dict) -> dict:
         urls.update(results=clip_url("api.results", jid), frames=clip_url("api.frames", jid),
                     video=clip_url("media.video", jid), poster=clip_url("media.poster", jid),
                     downloads={k: clip_url("api.download", jid, what=k) for k in exports.KINDS})
-    out = {
+    return {
         "id": jid, "filename": job.get("filename"), "kind": job.get("kind"), "status": job.get("status"),
         "progress": job.get("progress"), "eta_s": job.get("eta_s"), "frames_done": job.get("frames_done"),
         "error": job.get("error"), "note": job.get("note"),
@@ -101,7 +108,6 @@ def clip_json(job: dict) -> dict:
         "privacy": privacy_json(job),
         "urls": urls,
     }
-    return store.plain(out)
 
 
 def privacy_json(job: dict) -> dict:
@@ -129,8 +135,14 @@ def me():
 @bp.get("/clips")
 def list_clips():
     """The caller's clips (everyone's for admins), newest first."""
-    limit = _int_arg("limit", 100, 1, LIST_LIMIT)
-    return jsonify(clips=[clip_json(j) for j in jobs.list_for(owner_scope(g.user), limit=limit)])
+    limit, owner = _int_arg("limit", 100, 1, LIST_LIMIT), owner_scope(g.user)
+    # The body is kept while its list is (shared/cache.py): a change to another job keeps both.
+    clips = store.list_clips(owner, limit)
+    _, body = _list_bodies.get(
+        get_db().name, (owner, limit, request.script_root),
+        lambda: (clips, store.dumps({"clips": [_clip_fields(j) for j in clips]})),
+        keep=lambda old, changed: old if old[0] is clips else None)
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.post("/clips")
@@ -198,7 +210,7 @@ def set_privacy(job_id):
 def results(job_id):
     """Summary, chart bins (per second and minute), every person and the violations, in one document."""
     clip = _succeeded(job_id)
-    audit.record(audit.VIEW, clip, detail="results")
+    audit.viewed(clip, "results")
     body = (
         '{"clip":' + store.dumps(clip_json(clip))
         + ',"summary":' + store.dumps(store.summary(clip))
@@ -227,7 +239,7 @@ def persons(job_id):
     clip = _succeeded(job_id)
     pages = store.page_count(clip)
     page = _int_arg("page", 1, 1, pages)
-    audit.record(audit.VIEW, clip, detail=f"persons page {page}")
+    audit.viewed(clip, f"persons page {page}")
     return jsonify(page=page, pages=pages, total=store.n_persons(clip),
                    persons=store.persons_page(clip, page))
 
@@ -239,7 +251,7 @@ def frames(job_id):
     total = clip["result"].get("frames") or 0
     start = _int_arg("start", 0, 0, max(total, 0))
     limit = _int_arg("limit", 500, 1, FRAMES_LIMIT)
-    audit.record(audit.VIEW, clip, detail=f"frames {start}-{min(start + limit, total) - 1}")
+    audit.viewed(clip, f"frames {start}-{min(start + limit, total) - 1}")
     # The buckets holding these frames, by _id: each page reads at most three documents.
     docs = result_docs.frames_page_text(clip["_id"], start, limit)
     end = start + limit

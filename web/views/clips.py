@@ -7,17 +7,20 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
 
-from shared import jobs
+from shared import cache, jobs
+from shared.db import get_db
 from shared.errors import IllegalTransition
 from web import store
 from web.actions import anonymise, remove, requeue
 from web.auth import check_csrf_header, csrf, owner_scope, wants_json
+from web.filters import shared_render, with_form_token
 from web.uploads import store_files
 from web.views.api import clip_json
 from web.views.auth import EmptyForm
 
 LIST_PAGE = 50  # clips per page of the list
 bp = Blueprint("clips", __name__)
+_rows = cache.Versioned("jobs", max_entries=256)
 
 
 @bp.get("/")
@@ -28,11 +31,17 @@ def index():
     if page < 1:
         abort(404)
     # One more than a page tells whether there is an older page; rendering rows is the list's main cost.
-    clips = jobs.list_for(owner_scope(current_user), limit=LIST_PAGE + 1, skip=(page - 1) * LIST_PAGE)
+    scope = owner_scope(current_user)
+    clips = store.list_clips(scope, LIST_PAGE + 1, (page - 1) * LIST_PAGE)
     if page > 1 and not clips:
         abort(404)
-    return render_template("clips/index.html", clips=clips[:LIST_PAGE], empty=EmptyForm(), page=page,
-                           older=len(clips) > LIST_PAGE)
+    # The rows are the same for every viewer while the list is (an admin's show owners).
+    viewer = current_user.id if current_user.is_admin else None
+    _, rows = _rows.get(get_db().name, (scope, viewer, page), lambda: (clips, shared_render(
+        "clips/_rows.html", clips=clips[:LIST_PAGE], empty=EmptyForm())),
+        keep=lambda old, changed: old if old[0] is clips else None)
+    return render_template("clips/index.html", rows=with_form_token(rows), clips=clips[:LIST_PAGE],
+                           empty=EmptyForm(), page=page, older=len(clips) > LIST_PAGE)
 
 
 @bp.get("/clips/<job_id>/row")

@@ -5,13 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from shared import jobs
+from shared import cache, jobs
+from shared.db import get_db
 from shared.errors import IllegalTransition
 from web import audit, exports, privacy, store
+from web.filters import shared_render, with_form_token
 from web.fragments import FRAGMENTS
 from web.views.auth import EmptyForm
 
 bp = Blueprint("results", __name__)
+_pages = cache.Versioned("jobs", max_entries=64)
 
 
 @bp.get("/clips/<job_id>")
@@ -19,7 +22,7 @@ bp = Blueprint("results", __name__)
 def clip(job_id):
     """The results page (a video or a still image), or the clip's state until it is done."""
     c = store.get_clip(job_id, current_user)
-    audit.record(audit.VIEW, c, detail="results page")
+    audit.viewed(c, "results page")
     if c["status"] != jobs.SUCCEEDED:
         return render_template("results/pending.html", clip=c, empty=EmptyForm())
     pages = store.page_count(c)
@@ -28,10 +31,14 @@ def clip(job_id):
         abort(404)
     # What every viewer sees alike is rendered once per web process (web/fragments.py).
     parts = FRAGMENTS.get(("results", str(c["_id"]), c.get("updated_at"), page), lambda: _parts(c, page))
-    template = "results/image.html" if c["kind"] == "image" else "results/video.html"
-    return render_template(template, clip=c, r=parts["summary"], empty=EmptyForm(), parts=parts,
-                           page=page, pages=pages, n_persons=store.n_persons(c), unit=parts.get("unit"),
-                           footage_note=_footage_note(c))
+    kind = "image" if c["kind"] == "image" else "video"
+    # The page's body is the same for every viewer until the job changes (shared/cache.py); each
+    # request puts its own form token in.
+    content = _pages.get(get_db().name, (c["_id"], page), lambda: shared_render(
+        f"results/_{kind}.html", clip=c, r=parts["summary"], parts=parts, page=page, pages=pages,
+        n_persons=store.n_persons(c), unit=parts.get("unit"), footage_note=_footage_note(c)),
+        keep=store.unless_written(str(c["_id"])))
+    return render_template(f"results/{kind}.html", clip=c, content=with_form_token(content))
 
 
 def _footage_note(c: dict) -> str:
