@@ -135,3 +135,39 @@ def test_detectors_name_their_model_files(yunet, res10):
     assert (res10.name, res10.sha256) == ("res10", manifest()["res10_caffemodel"].sha256)
     with pytest.raises(ValueError):
         load_detector("haar")
+
+
+def _row(x, y, w, h, score):
+    row = np.zeros(15, np.float32)
+    row[:4], row[14] = (x, y, w, h), score
+    return row
+
+
+def test_fused_passes_keep_faces_both_scales_see_and_halve_the_rest():
+    from models.detect import fuse_passes
+
+    both_a, both_b = _row(10, 10, 20, 20, 0.9), _row(11, 10, 20, 21, 0.7)
+    only_a = _row(100, 100, 12, 12, 0.8)
+    dup_a = _row(10, 11, 20, 20, 0.5)  # a duplicate within one pass is dropped, not averaged in
+    fused = fuse_passes([np.stack([both_a, only_a, dup_a]), both_b[None]])
+    assert len(fused) == 2
+    scores = sorted(fused[:, 14].tolist())
+    assert scores == pytest.approx([0.4, 0.8])
+    # The pair's box is the score-weighted mean of its members'.
+    pair = fused[np.argmax(fused[:, 14])]
+    assert pair[0] == pytest.approx((10 * 0.9 + 11 * 0.7) / 1.6)
+    assert len(fuse_passes([np.zeros((0, 15)), np.zeros((0, 15))])) == 0
+
+
+def test_still_profile_runs_its_second_scale_only_when_it_changes_the_working_size(yunet):
+    assert PROFILES["still"].extra_scales
+    (extra,) = yunet._extra
+    calls = []
+    run = extra._frame_rows
+    extra._frame_rows = lambda frame: calls.append(frame.shape) or run(frame)
+    try:
+        yunet(np.zeros((300, 400, 3), np.uint8))
+        yunet(np.zeros((3000, 4000, 3), np.uint8))  # both scales reach the 4096 px cap: one pass
+    finally:
+        del extra._frame_rows
+    assert calls == [(300, 400, 3)]
