@@ -27,7 +27,7 @@ def tracked(rows: list[tuple]) -> Faces:
 
 def test_frame_labels_need_size_and_confidence():
     probs = np.array([M, U, [0.4, 0.35, 0.25], M, [np.nan] * 3], np.float32)
-    sizes = np.array([40, 40, 40, 8, 40], np.float32)
+    sizes = np.array([40, 40, 40, RULES.min_face_px - 1, 40], np.float32)  # the 4th: too small
     assert frame_labels(probs, sizes, RULES).tolist() == [MASKED, UNMASKED, UNKNOWN, UNKNOWN, UNKNOWN]
 
 
