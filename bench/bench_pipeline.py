@@ -162,7 +162,7 @@ def child(mode: str, clip: Path, preset: str, seed_frames: int) -> dict:
             return {**_figures(s["frames"], seconds, cpu),
                     "stage_cpu_ms_per_frame": times.ms_per_frame(),
                     "faces_per_frame": round(s["face_frames"]["total"] / s["frames"], 2),
-                    # every tracked face of at least Rules.min_face_px (12 px) is classified on every frame
+                    # every tracked face of at least Rules.min_face_px is classified on every frame
                     "faces_classified_per_frame": round(times.counts.get("classified", 0) / s["frames"], 2),
                     "faces_tracked_per_frame": round(times.counts.get("faces", 0) / s["frames"], 2),
                     "fine_detection_frames": s["models"]["detector"]["params"].get("fine_frames"),
