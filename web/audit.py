@@ -45,6 +45,7 @@ FLUSH_S = 0.2  # views wait at most this long to be written
 
 _pending: list[dict] = []
 _pending_lock = threading.Lock()
+_flush_lock = threading.Lock()
 _wake = threading.Event()
 _writer: threading.Thread | None = None
 
@@ -122,15 +123,16 @@ def _write_views() -> None:
 @atexit.register
 def flush() -> None:
     """Write the pending views now (best effort: a failure is logged and they are dropped)."""
-    with _pending_lock:
-        docs = _pending[:]
-        _pending.clear()
-    if not docs:
-        return
-    try:
-        get_db()[COLLECTION].insert_many(docs, ordered=False)
-    except (PyMongoError, ServiceUnavailable) as e:
-        log.error("%d view audit entries not written: %s", len(docs), e)
+    with _flush_lock:  # and those another thread is writing: once this returns, they are stored
+        with _pending_lock:
+            docs = _pending[:]
+            _pending.clear()
+        if not docs:
+            return
+        try:
+            get_db()[COLLECTION].insert_many(docs, ordered=False)
+        except (PyMongoError, ServiceUnavailable) as e:
+            log.error("%d view audit entries not written: %s", len(docs), e)
 
 
 def record_download(clip: dict, what: str) -> None:
