@@ -124,9 +124,8 @@ def changes(database: str, source: str, since: int, until: int) -> set[str] | No
     """The _ids written after revision since up to until; None when the log cannot tell."""
     key = _keys(database, source)[1] + ":log"
     try:
-        r = _redis()
-        oldest = r.zrange(key, 0, 0, withscores=True)
-        found = r.zrangebyscore(key, f"({since}", until)
+        oldest, found = (_redis().pipeline(transaction=False).zrange(key, 0, 0, withscores=True)
+                         .zrangebyscore(key, f"({since}", until).execute())
     except redis.RedisError:
         return None
     # The log must reach back past the entry's revision: trimming may have cut one bump's ids in part.
@@ -142,6 +141,15 @@ def forget(database: str) -> None:
         _redis().delete(_keys(database, "")[0])
     except redis.RedisError as e:
         log.warning("cache epoch of %s not reset: Redis unreachable (%s)", database, type(e).__name__)
+
+
+def unless_written(doc_id: str | None = None):
+    """A keep function for entries built from one document: doc_id, or else the value's own `_id`."""
+    def keep(value, changed: set[str]):
+        if value is None:
+            return None
+        return None if str(doc_id if doc_id is not None else value["_id"]) in changed else value
+    return keep
 
 
 class Versioned:

@@ -36,15 +36,10 @@ def can_see(user, owner: str | None) -> bool:
 def get_clip(job_id, user) -> dict:
     """The job as `user` may see it (NotFound otherwise): one lookup by `_id`, ownership checked here."""
     oid = jobs.object_id(job_id)
-    job = _jobs.get(get_db().name, oid, lambda: jobs.get(oid), keep=unless_written(str(oid)))
+    job = _jobs.get(get_db().name, oid, lambda: jobs.get(oid), keep=cache.unless_written(str(oid)))
     if not can_see(user, job.get("owner")):
         raise NotFound(f"no job {job_id}")
     return job
-
-
-def unless_written(doc_id: str):
-    """A keep function for cache entries that depend on one document only."""
-    return lambda value, changed: None if doc_id in changed else value
 
 
 def list_clips(owner: str | None, limit: int, skip: int = 0) -> list[dict]:
@@ -55,6 +50,12 @@ def list_clips(owner: str | None, limit: int, skip: int = 0) -> list[dict]:
     """
     return _lists.get(get_db().name, (owner, limit, skip), lambda: jobs.list_for(owner, limit, skip),
                       keep=lambda old, changed: _patched(old, changed, owner, limit, skip))
+
+
+def of_list(entries: cache.Versioned, key, clips: list[dict], render):
+    """render(), cached in entries while clips (from list_clips) is the list it was made from."""
+    return entries.get(get_db().name, key, lambda: (clips, render()),
+                       keep=lambda old, changed: old if old[0] is clips else None)[1]
 
 
 def _patched(old: list[dict], changed: set[str], owner: str | None, limit: int, skip: int):

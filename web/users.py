@@ -98,7 +98,7 @@ def get(user_id: str) -> User | None:
         return None
     db = get_db()
     doc = _auth.get(db.name, ("user", oid), lambda: db.users.find_one({"_id": oid}),
-                    keep=lambda old, changed: old if old is not None and str(oid) not in changed else None)
+                    keep=cache.unless_written(str(oid)))
     return User.from_doc(doc) if doc else None
 
 
@@ -152,8 +152,7 @@ def user_for_token(token: str) -> User | None:
         return None
     db, digest = get_db(), token_hash(token)
     doc = _auth.get(db.name, ("token", digest), lambda: db.tokens.find_one({"token_hash": digest}),
-                    keep=lambda old, changed: old if old is not None and str(old["_id"]) not in changed
-                    else None)
+                    keep=cache.unless_written())
     if doc is None:
         return None
     now = datetime.now(UTC)

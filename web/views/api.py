@@ -8,7 +8,6 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from shared import cache, jobs, result_docs
 from shared.celery_app import EXPLAIN_FACE, enqueue
-from shared.db import get_db
 from shared.errors import IllegalTransition, ServiceUnavailable
 from web import audit, exports, privacy, store
 from web.actions import anonymise, remove, requeue
@@ -138,10 +137,8 @@ def list_clips():
     limit, owner = _int_arg("limit", 100, 1, LIST_LIMIT), owner_scope(g.user)
     # The body is kept while its list is (shared/cache.py): a change to another job keeps both.
     clips = store.list_clips(owner, limit)
-    _, body = _list_bodies.get(
-        get_db().name, (owner, limit, request.script_root),
-        lambda: (clips, store.dumps({"clips": [_clip_fields(j) for j in clips]})),
-        keep=lambda old, changed: old if old[0] is clips else None)
+    body = store.of_list(_list_bodies, (owner, limit, request.script_root), clips,
+                         lambda: store.dumps({"clips": [_clip_fields(j) for j in clips]}))
     return current_app.response_class(body, mimetype="application/json")
 
 

@@ -8,7 +8,6 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
 
 from shared import cache, jobs
-from shared.db import get_db
 from shared.errors import IllegalTransition
 from web import store
 from web.actions import anonymise, remove, requeue
@@ -37,9 +36,8 @@ def index():
         abort(404)
     # The rows are the same for every viewer while the list is (an admin's show owners).
     viewer = current_user.id if current_user.is_admin else None
-    _, rows = _rows.get(get_db().name, (scope, viewer, page), lambda: (clips, shared_render(
-        "clips/_rows.html", clips=clips[:LIST_PAGE], empty=EmptyForm())),
-        keep=lambda old, changed: old if old[0] is clips else None)
+    rows = store.of_list(_rows, (scope, viewer, page), clips, lambda: shared_render(
+        "clips/_rows.html", clips=clips[:LIST_PAGE], empty=EmptyForm()))
     return render_template("clips/index.html", rows=with_form_token(rows), clips=clips[:LIST_PAGE],
                            empty=EmptyForm(), page=page, older=len(clips) > LIST_PAGE)
 

@@ -37,7 +37,7 @@ def clip(job_id):
     content = _pages.get(get_db().name, (c["_id"], page), lambda: shared_render(
         f"results/_{kind}.html", clip=c, r=parts["summary"], parts=parts, page=page, pages=pages,
         n_persons=store.n_persons(c), unit=parts.get("unit"), footage_note=_footage_note(c)),
-        keep=store.unless_written(str(c["_id"])))
+        keep=cache.unless_written(str(c["_id"])))
     return render_template(f"results/{kind}.html", clip=c, content=with_form_token(content))
 
 
