@@ -99,7 +99,10 @@ class StageTimes:
         for tid, (stage, seconds) in self._threads.items():
             out[stage] += max(0.0, seconds - self._base.get(tid, 0.0))
         total = (self._end if self._end is not None else process_cpu_s()) - self._start
-        out["other"] = max(0.0, total - sum(out.values()))
+        # Threads are read from /proc in clock ticks (10 ms), the process to the nanosecond: the parts
+        # can exceed the whole by a tick, which is rounding, not time spent twice.
+        total = max(total, sum(out.values()))
+        out["other"] = total - sum(out.values())
         out["total"] = total
         return out
 
