@@ -3,7 +3,9 @@
 Measures, per segment, the latency from its last frame's arrival to its results being stored (the
 target: segment length + 10 s), the analysis time and the wait in the queue, and the recorder's CPU per
 second of stream. Baseline in the same run: the CPU that decoding the same stream would cost (what the
-recorder avoids by copying packets). Prints JSON. Needs the services (`eval "$(bin/services env)"`) and
+recorder avoids by copying packets). Then the recording's clip, joined from the segments' results: its
+join time against the segments' analysis time (what analysing it again would cost), and its people
+against the segments' counts added up. Prints JSON. Needs the services (`eval "$(bin/services env)"`) and
 `bin/setup --test` (GStreamer's RTSP server); uses its own database and Redis database.
 
     python -m bench.bench_live [--seconds 60] [--segment-s 10] [--clip PATH]
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared import cameras, db
     from shared.config import set_settings
     from tests.live.helpers import RtspServer, Supervisor, looped, wait_status
+    from web import live
 
     set_settings(None)
     db.reset()
@@ -88,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         rec_cpu, rec_wall = sum(rec.cpu_times()[:2]) - cpu0, time.monotonic() - t0
         cameras.stop(cam["_id"])
         segs = _finished(cam["_id"], timeout=args.seconds * 6 + 120)
+        st = wait_status(cam["_id"], lambda st: st.get("done_recording"), 60, "joined")
+        clip = _clip(st["clip_ids"][0], timeout=args.seconds * 4 + 120)
+        view = live.live_view(cameras.get(cam["_id"]))
     finally:
         server.kill()
         sup.stop()
-        os.killpg(worker.pid, 9)  # it may be analysing the joined clip by now: not measured here
+        os.killpg(worker.pid, 9)
         worker.wait(60)
         redis_server.terminate()
     lat = [s["finished_at"].timestamp() - s["wall_end"] for s in segs]
@@ -105,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         "queue_wait_s": [round(s["started_at"].timestamp() - s["stored_at"], 2) for s in segs],
         "store_s": [round(s["stored_at"] - s["wall_end"], 2) for s in segs],
         "recorder_cpu_per_stream_s": round(rec_cpu / rec_wall, 4),
+        # The recording's clip, joined from the segments' results; the baseline is what analysing it
+        # again would cost (the segments' analysis of the same frames, measured in this run).
+        "clip": {"status": clip["status"], "frames": clip["result"]["frames"],
+                 "from_segments": clip["result"]["segments"].get("live", False),
+                 "join_s": clip["result"]["segments"]["join_s"],
+                 "queued_to_done_s": round((clip["finished_at"] - clip["created_at"]).total_seconds(), 2),
+                 "baseline_analysis_s": round(sum(s["result"]["processing_s"] for s in segs), 2),
+                 "people": clip["result"]["people"]["total"], "live_page_people": view["recent_people"],
+                 "people_per_segment_summed": sum(s["result"]["people"]["total"] for s in segs)},
         "baseline_decode_cpu_per_stream_s": round(_decode_cpu(stream) / (sent / fps), 4),
         "logs": str(logs),
     }
@@ -138,6 +153,18 @@ def _warm_up(clip: Path, logs: Path) -> float:
             raise RuntimeError("the warm-up job did not finish")
         time.sleep(0.5)
     return round(time.monotonic() - started, 1)
+
+
+def _clip(job_id, timeout: float) -> dict:
+    """The recording's clip job once finished."""
+    from shared import jobs
+
+    deadline = time.monotonic() + timeout
+    while (job := jobs.get(job_id))["status"] not in jobs.FINAL:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the recording's clip did not finish in time")
+        time.sleep(0.5)
+    return job
 
 
 def _finished(camera_id, timeout: float) -> list[dict]:

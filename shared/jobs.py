@@ -257,6 +257,11 @@ def delete(job_id) -> None:
         if not job.get("result"):
             result_docs.delete_read_model(job["_id"], plan_layout(job))
     result_docs.delete_outputs(job)
+    if job.get("recording_id") is not None and job.get("seq") is not None:  # a camera's part
+        out = part_out_id(job["recording_id"], job["seq"])
+        outs = [out, *(f"{out}:{p}" for p in range(1, result_docs.MAX_PARTS))]
+        get_db()[SEGMENT_OUTS].delete_many({"_id": {"$in": outs}})
+        get_db()[LIVE_LINKS].delete_one({"_id": part_links_id(job["recording_id"], job["seq"])})
     storage.delete_files(UPLOADS, [job["input_id"], *plan_sources(job)])
     get_db().heartbeats.delete_one({"_id": str(job["_id"])})  # a dead attempt's last beat, if any
     get_db().jobs.delete_one({"_id": job["_id"], "status": {"$ne": RUNNING}})
@@ -300,10 +305,20 @@ def finish_explanation(job_id, track_id: int, fields: dict) -> bool:
 # `segments`, changed only here, guarded by its own run_id. The job document itself is never written by
 # two segments at once (FerretDB 1.24 can lose one of two concurrent updates of one document).
 
-SEGMENTS, SEGMENT_OUTS = "segments", "segment_outs"
+SEGMENTS, SEGMENT_OUTS, LIVE_LINKS = "segments", "segment_outs", "live_links"
 PENDING, DONE = "pending", "done"
 # A segment that kills its worker (or fails unexpectedly) this often fails the job.
 MAX_SEGMENT_ATTEMPTS = 3
+
+
+def part_out_id(recording_id: str, seq: int) -> str:
+    """The _id of a camera part's output (worker/live_join.py)."""
+    return f"live:{recording_id}:{seq}"
+
+
+def part_links_id(recording_id: str, seq: int) -> str:
+    """The _id of the links from a camera's part seq-1 to part seq (`live_links`)."""
+    return f"live:{recording_id}:{seq}:l"
 
 
 def segment_id(job_id, k: int) -> str:

@@ -68,6 +68,15 @@ FAULTS = (
     Fault("shared-rows-own-token", "web/filters.py",
           'Markup(FORM_TOKEN_STAND_IN) if g.get("shared_render") else generate_csrf()', "generate_csrf()",
           ("tests/web/test_clips.py", "-k", "own_form_token")),
+    Fault("live-cut-unlinked", "worker/live_join.py",
+          "if iou[i, j] >= LINK_IOU}", "if iou[i, j] > 1}",
+          ("tests/worker/test_live_join.py",)),
+    Fault("live-part-local-frames", "worker/live_join.py",
+          "        frame.index += first\n", "",
+          ("tests/worker/test_live_join.py",)),
+    Fault("live-people-per-segment", "web/live.py",
+          "            parent[root((rec, b))] = root((rec, a))\n", "",
+          ("tests/web/test_live_pages.py", "-k", "crossing_cuts")),
 )
 
 

@@ -45,7 +45,7 @@ def live_view(cam: dict, now: float | None = None) -> dict:
     view.update({
         "per_minute": per_minute,
         "recent_minutes": RECENT_MIN,
-        "recent_people": sum(((s.get("result") or {}).get("people") or {}).get("total") or 0 for s in recent),
+        "recent_people": people_in(recent),
         "latest": None if latest is None else {
             "job_id": str(latest["_id"]), "seq": latest.get("seq"), "wall_start": latest["wall_start"],
             "wall_end": latest["wall_end"], "frames": res.get("frames"), "people": res.get("people"),
@@ -58,6 +58,30 @@ def live_view(cam: dict, now: float | None = None) -> dict:
                   .sort("created_at", -1).limit(20)],
     })
     return view
+
+
+def people_in(segs: list[dict]) -> int:
+    """People counted in these analysed segments, once each: a person whose track crosses a cut between
+    two of them (the links worker/live_join.py stores) is one person."""
+    ids: dict[tuple, list[int]] = {}
+    for s in segs:
+        res = s.get("result") or {}
+        if res.get("people_ids") is None:  # analysed before segments knew their people: counted apart
+            return sum(((x.get("result") or {}).get("people") or {}).get("total") or 0 for x in segs)
+        ids[(s["recording_id"], s["seq"])] = res["people_ids"]
+    parent: dict[tuple, tuple] = {}  # (recording, track id): ids repeat from one recording to the next
+
+    def root(t: tuple) -> tuple:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    links = [jobs.part_links_id(rec, seq) for rec, seq in ids]
+    for doc in sorted(get_db()[jobs.LIVE_LINKS].find({"_id": {"$in": links}}), key=lambda d: d["seq"]):
+        rec = doc["recording_id"]
+        for a, b in zip(doc["before"], doc["after"], strict=True):
+            parent[root((rec, b))] = root((rec, a))
+    return len({root((rec, t)) for (rec, _), tids in ids.items() for t in tids})
 
 
 def webcam_owner(user_id: str) -> str:

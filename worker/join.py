@@ -115,24 +115,9 @@ def join(job: dict, segs: list[dict], workdir: Path) -> dict:
     """Merge the segments' outputs, store the result files and read model; returns the job's summary."""
     started = time.monotonic()
     plan = job["plan"]
-    settings = get_settings()
-    rules = Rules()
     outs = [json.loads(result_docs.text(jobs.SEGMENT_OUTS, out_id(job["_id"], s["k"]), "null")) for s in segs]
     if any(o is None for o in outs):
         raise RuntimeError("a finished segment's output is missing")
-    person_of = _among(link_tracks(outs), {int(t) for o in outs for t in o["tallies"]["people"]})
-    collector = merged(rules, [o["tallies"] for o in outs], person_of)
-    stats, crops = collector.summary()
-    aliases: dict[int, list[int]] = {}
-    for tid in sorted({int(t) for o in outs for t in o["tallies"]["people"]}):
-        aliases.setdefault(person_of.get(tid, tid), []).append(tid)
-    for person in stats["persons"]:
-        person["track_ids"] = aliases.get(person["track_id"], [person["track_id"]])
-    # Buckets that two (or more) segments shared: written from their records, in frame order.
-    writer = result_docs.BucketWriter(job["_id"], result_docs.put)
-    for record in sorted((r for o in outs for r in o["staged"]), key=lambda r: r["frame"]):
-        writer.add(record)
-    writer.flush()
     parts = []
     for s in segs:
         parts.append(storage.save_to(RESULTS, s["part_id"], workdir / f"part-{s['k']:04d}.mp4"))
@@ -140,29 +125,56 @@ def join(job: dict, segs: list[dict], workdir: Path) -> dict:
     best = max(outs, key=lambda o: o["poster"]["faces"])  # the first segment with the most faces
     thumb = workdir / "poster.jpg"
     thumb.write_bytes(base64.b64decode(best["poster"]["jpeg"]) if best["poster"]["jpeg"] else b"")
-    info = info_of(plan)
+    wall = (jobs.now() - _aware(job["started_at"])).total_seconds() if job.get("started_at") else None
+    segments = {"count": len(segs), "seconds": plan["segment_s"],
+                "wall_s": round(wall, 2) if wall is not None else None,
+                "join_s": None,
+                "attempts": [s.get("attempts") for s in segs],
+                "processing_s": [s.get("processing_s") for s in segs],
+                "read_bytes": [s.get("bytes_read") for s in segs]}
+    # Buckets that two (or more) segments shared: written from their records, in frame order.
+    records = sorted((r for o in outs for r in o["staged"]), key=lambda r: r["frame"])
+    result = assemble(job, outs, link_tracks(outs), records=records, annotated=out, thumb=thumb,
+                      info=info_of(plan), segments=segments,
+                      buckets=-(-plan["frames"] // result_docs.BUCKET_FRAMES))
+    result["segments"]["join_s"] = round(time.monotonic() - started, 2)  # all of it, storing included
+    return result
+
+
+def assemble(job: dict, outs: list[dict], links: dict[int, int], *, records, annotated: Path, thumb: Path,
+             info, segments: dict, buckets: int | None) -> dict:
+    """The result of consecutive parts' outputs (tallies merged with tracks linked across their cuts,
+    records written as buckets, the joined annotated file and poster stored); the job's summary.
+
+    buckets: how many the job has (None: those records makes, every one of them written here).
+    """
+    settings = get_settings()
+    rules = Rules()
+    known = {int(t) for o in outs for t in o["tallies"]["people"]}
+    person_of = _among(links, known)
+    collector = merged(rules, [o["tallies"] for o in outs], person_of)
+    stats, crops = collector.summary()
+    aliases: dict[int, list[int]] = {}
+    for tid in sorted(known):
+        aliases.setdefault(person_of.get(tid, tid), []).append(tid)
+    for person in stats["persons"]:
+        person["track_ids"] = aliases.get(person["track_id"], [person["track_id"]])
+    writer = result_docs.BucketWriter(job["_id"], result_docs.put)
+    for record in records:
+        writer.add(record)
+    writer.flush()
     first = outs[0]
     width, height, encoder = first["output"]
-    seconds = sum(s.get("processing_s") or 0 for s in segs)
     done = run.Pass(collector=collector, poster=None, tracker=_Params(first["tracker"]),
                     models=first["models"], frames=sum(o["frames"] for o in outs), output_width=width,
                     output_height=height, encoder=encoder, last_t=max(o["last_t"] for o in outs),
-                    seconds=seconds)
+                    seconds=sum(s or 0 for s in segments["processing_s"]))
     summary = run.video_summary(info, done, stats, settings=settings, rules=rules)
-    wall = (jobs.now() - _aware(job["started_at"])).total_seconds() if job.get("started_at") else None
-    summary["segments"] = {"count": len(segs), "seconds": plan["segment_s"],
-                           "wall_s": round(wall, 2) if wall is not None else None,
-                           "join_s": None,
-                           "attempts": [s.get("attempts") for s in segs],
-                           "processing_s": [s.get("processing_s") for s in segs],
-                           "read_bytes": [s.get("bytes_read") for s in segs]}
-    outcome = run.Outcome(output_path=out, output_type="video/mp4", thumbnail_path=thumb, summary=summary,
-                          crops=crops)
-    progress = Progress(job["_id"], job["run_id"], total_frames=plan["frames"])
-    buckets = -(-plan["frames"] // result_docs.BUCKET_FRAMES)
-    result = tasks.store_outcome(job, outcome, progress, buckets=buckets)
-    result["segments"]["join_s"] = round(time.monotonic() - started, 2)  # all of it, storing included
-    return result
+    summary["segments"] = segments
+    outcome = run.Outcome(output_path=annotated, output_type="video/mp4", thumbnail_path=thumb,
+                          summary=summary, crops=crops)
+    progress = Progress(job["_id"], job["run_id"], total_frames=done.frames)
+    return tasks.store_outcome(job, outcome, progress, buckets=writer.buckets if buckets is None else buckets)
 
 
 def _among(person_of: dict[int, int], known: set[int]) -> dict[int, int]:

@@ -7,8 +7,10 @@ GridFS and queues it as its own job at once (the reader never waits for the data
 drops (refused, timed out, the stream ended) is shown offline and retried with backoff up to
 LIVE_RETRY_MAX_S; a new connection starts a new segment. When the recording ends (its duration, or
 stopped) the segments are joined, packets copied with their times made continuous, into one clip of
-the camera's owner, queued like any upload (consecutive segments of one picture size per clip: a
-camera that changes size starts another clip).
+the camera's owner (consecutive segments of one picture size per clip: a camera that changes size
+starts another clip). Each segment is told where it lies in its clip (first frame, start time), so it is
+analysed with the clip's frame numbers and times, and the clip's result is joined from the segments'
+results (worker/live_join.py) instead of analysing the recording again.
 """
 
 from __future__ import annotations
@@ -148,11 +150,17 @@ def keyframe_size(packet) -> tuple[int, int] | None:
 class Store(threading.Thread):
     """Stores finished segments in GridFS and queues each as a job, in order, off the reading thread."""
 
-    def __init__(self, camera: dict, recording_id: str, on_stored):
+    def __init__(self, camera: dict, recording_id: str, on_stored, done: list[dict] = ()):
         super().__init__(name="store", daemon=True)
         self.camera, self.recording_id, self.on_stored = camera, recording_id, on_stored
         self.todo: queue.Queue = queue.Queue()
-        self.handed = self.stored = self.frames = 0
+        self.handed = self.stored = len(done)
+        self.frames = sum(d.get("frames_recorded") or 0 for d in done)
+        # Where the next segment starts in its clip: (picture size, first frame, start in seconds).
+        last = max(done, key=lambda d: d["seq"], default=None)
+        self.next = (None, 0, 0.0) if last is None or last.get("t0") is None else (
+            tuple(last["size_wh"]), last["first_frame"] + last["frames_recorded"],
+            last["t0"] + last["span_s"])
 
     def hand(self, seg: Segment) -> None:
         """Store seg soon (in this thread)."""
@@ -172,6 +180,10 @@ class Store(threading.Thread):
 
     def _store(self, seg: Segment) -> None:
         cam = self.camera
+        size, first, t0 = self.next
+        if size != seg.size:
+            first, t0 = 0, 0.0  # another picture size starts another clip (Recorder.join_recording)
+        span = file_span(seg.path)
         name = f"{cam['name']}-{seg.seq:05d}.mp4"
         file_id = storage.put_path(UPLOADS, seg.path, name, content_type="video/mp4",
                                    metadata={"camera_id": cam["_id"], "recording_id": self.recording_id})
@@ -179,9 +191,11 @@ class Store(threading.Thread):
                           input_id=file_id, size=seg.path.stat().st_size, content_type="video/mp4")
         fields = {"camera_id": cam["_id"], "recording_id": self.recording_id, "seq": seg.seq,
                   "frames_recorded": seg.frames, "size_wh": list(seg.size), "wall_start": seg.wall_start,
-                  "wall_end": seg.wall_end, "stored_at": time.time()}
+                  "wall_end": seg.wall_end, "stored_at": time.time(), "first_frame": first, "t0": t0,
+                  "span_s": span}
         get_db().jobs.update_one({"_id": job["_id"]}, {"$set": fields})  # before it is queued: one writer
         enqueue(PROCESS_JOB, str(job["_id"]))
+        self.next = (seg.size, first + seg.frames, t0 + span)
         self.frames += seg.frames
         log.info("camera %s: segment %d stored and queued (%d frames, %.1f s after its end)", cam["_id"],
                  seg.seq, seg.frames, time.time() - seg.wall_end)
@@ -204,12 +218,12 @@ class Recorder:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"maskwatch-rec-{self.id}-"))
         # A recorder started again (its predecessor crashed) goes on with the same recording.
         done = list(get_db().jobs.find({"owner": cameras.owner_of_segments(self.id),
-                                        "recording_id": self.recording_id}, {"frames_recorded": 1}))
+                                        "recording_id": self.recording_id},
+                                       {"seq": 1, "frames_recorded": 1, "size_wh": 1, "first_frame": 1,
+                                        "t0": 1, "span_s": 1}))
         self.seq = len(done)
         self.lock = threading.Lock()  # the reading and the storing thread both report
-        self.store = Store(self.camera, self.recording_id, on_stored=self.report)
-        self.store.handed = self.store.stored = len(done)
-        self.store.frames = sum(d.get("frames_recorded") or 0 for d in done)
+        self.store = Store(self.camera, self.recording_id, on_stored=self.report, done=done)
         self.state = cameras.STARTING
         self.error: str | None = None
         self.checked = self.beat = 0.0
@@ -386,7 +400,8 @@ class Recorder:
                           size=out.stat().st_size, content_type="video/mp4")
         get_db().jobs.update_one({"_id": job["_id"]}, {"$set": {
             "camera_id": self.id, "recording_id": self.recording_id,
-            "frames_recorded": sum(s.get("frames_recorded") or 0 for s in segs)}})
+            "frames_recorded": sum(s.get("frames_recorded") or 0 for s in segs),
+            "live_parts": [s["_id"] for s in segs]}})  # its result is joined from theirs
         enqueue(PROCESS_JOB, str(job["_id"]))
         for p in [*paths, out]:
             p.unlink(missing_ok=True)
@@ -395,9 +410,29 @@ class Recorder:
         return job["_id"]
 
 
+def _packets(src):
+    """The video packets of an open file with their times (dts filled in from pts), and the time a
+    packet lasts (seconds: one frame at the file's rate)."""
+    s = src.streams.video[0]
+    step = 1 / float(s.average_rate or 25)
+    for packet in src.demux(s):
+        if packet.dts is None and packet.pts is not None:
+            packet.dts = packet.pts  # WebM from MediaRecorder: no B-frames, no dts
+        if packet.dts is not None:
+            yield packet, step
+
+
+def file_span(path: Path) -> float:
+    """Seconds from a file's start to the end of its last frame: where concatenate starts the next file."""
+    with av.open(str(path)) as src:
+        tb = src.streams.video[0].time_base
+        return max((float((p.pts if p.pts is not None else p.dts) * tb) + step for p, step in _packets(src)),
+                   default=0.0)
+
+
 def concatenate(paths: list[Path], out: Path, fmt: str = "mp4") -> Path:
     """The files' video packets in order in one file (+faststart MP4, or fmt), each file's times following
-    the last's."""
+    the last's (each file starts file_span of the ones before it later)."""
     options = {"movflags": "+faststart"} if fmt == "mp4" else {}
     with av.open(str(out), mode="w", format=fmt, options=options) as dst:
         stream = None
@@ -409,13 +444,8 @@ def concatenate(paths: list[Path], out: Path, fmt: str = "mp4") -> Path:
                     stream = dst.add_stream_from_template(s)
                 tb = s.time_base
                 end = offset
-                step = 1 / float(s.average_rate or 25)
-                for packet in src.demux(s):
-                    if packet.dts is None and packet.pts is not None:
-                        packet.dts = packet.pts  # WebM from MediaRecorder: no B-frames, no dts
-                    if packet.dts is None:
-                        continue
-                    shift = round(offset / tb)
+                shift = round(offset / tb)
+                for packet, step in _packets(src):
                     packet.dts += shift
                     packet.pts = (packet.pts if packet.pts is not None else packet.dts - shift) + shift
                     end = max(end, float(packet.pts * tb) + step)

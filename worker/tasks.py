@@ -28,6 +28,7 @@ from shared.celery_app import PROCESS_JOB, app
 from shared.config import get_settings
 from shared.db import RESULTS, UPLOADS, get_db
 from shared.errors import BadInput, Cancelled, IllegalTransition, NotFound, ServiceUnavailable
+from worker import live_join
 from worker.heartbeat import HEARTBEATS, Heartbeat
 from worker.pipeline import run
 from worker.pipeline.threads import BackgroundWriter
@@ -197,6 +198,17 @@ def _run(job: dict, workdir: Path) -> dict:
     job_id, run_id = job["_id"], job["run_id"]
     src = storage.save_to(UPLOADS, job["input_id"], workdir / f"input{Path(job['filename']).suffix}")
     progress = Progress(job_id, run_id, total_frames=None)
+    if job.get("live_parts"):  # a camera's recording: joined from its parts' results when they fit
+        try:
+            result = live_join.join_parts(job, src, workdir, settings=settings, progress=progress)
+        except (*TRANSIENT, Cancelled, SoftTimeLimitExceeded):
+            raise
+        except Exception:  # noqa: BLE001 - analysing the recording itself still gives its result
+            log.exception("job %s: joining the parts failed; the recording is analysed itself", job_id)
+            _delete_outputs(jobs.get(job_id))
+            result = None
+        if result is not None:
+            return result
     marked = False
 
     def hand_over(collection: str, docs: list[dict]) -> None:
@@ -212,10 +224,17 @@ def _run(job: dict, workdir: Path) -> dict:
     # Bucket writes run in their own thread: the frame loop never waits for the database.
     with BackgroundWriter(BucketSink(), maxsize=4, name="frames") as inserts:
         buckets = result_docs.BucketWriter(job_id, hand_over)
-        outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress,
-                              on_frame=buckets.add)
+        if live_join.is_part(job):
+            outcome = live_join.analyse_part(job, src, workdir, settings=settings, on_progress=progress,
+                                             on_frame=buckets.add)
+        else:
+            outcome = run.analyse(src, workdir, kind=job["kind"], settings=settings, on_progress=progress,
+                                  on_frame=buckets.add)
         buckets.flush()
-    return store_outcome(job, outcome, progress, buckets=buckets.buckets)
+    result = store_outcome(job, outcome, progress, buckets=buckets.buckets)
+    if live_join.is_part(job):
+        live_join.link_neighbours(job)  # before it is marked done: the recording's join waits for that
+    return result
 
 
 class BucketSink:

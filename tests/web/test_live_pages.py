@@ -65,3 +65,23 @@ def test_a_webcam_chunk_is_stored_as_a_job_in_no_clips_list(app, signed_in, alic
     assert all(j["_id"] != job["_id"] for j in jobs.list_for(alice.id))
     assert c.get(f"/webcam/chunks/{chunk['id']}").get_json()["status"] in ("queued", "running", "failed")
     jobs.cancel(job["_id"])  # nothing to analyse; no worker runs in this test
+
+
+def test_recent_people_count_a_person_crossing_cuts_once(mongo):
+    """Three segments of one recording and one of the next: person 1 crosses both cuts of the first
+    recording (linked 1 -> 1001 -> 2001); 1002 is someone else; the next recording's ids start over."""
+    from web import live
+
+    def seg(rec, seq, ids):
+        return {"recording_id": rec, "seq": seq, "result": {"people_ids": ids, "people": {"total": len(ids)}}}
+
+    segs = [seg("r1", 0, [1]), seg("r1", 1, [1001, 1002]), seg("r1", 2, [2001]), seg("r2", 0, [1])]
+    mongo[jobs.LIVE_LINKS].insert_many([
+        {"_id": jobs.part_links_id("r1", 1), "recording_id": "r1", "seq": 1, "before": [1], "after": [1001]},
+        {"_id": jobs.part_links_id("r1", 2), "recording_id": "r1", "seq": 2, "before": [1001],
+         "after": [2001]}])
+    assert live.people_in(segs) == 3  # person 1 of r1, 1002, person 1 of r2
+    assert live.people_in(segs[1:3]) == 2  # the window starts after the first segment: still one person
+    # A segment analysed before segments knew their people: counted per segment, as then.
+    old = {"recording_id": "r0", "seq": 0, "result": {"people": {"total": 2}}}
+    assert live.people_in([old, *segs]) == 2 + 5

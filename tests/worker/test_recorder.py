@@ -4,6 +4,7 @@ one clip whose frames are the frames sent."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,7 +12,7 @@ import time
 import av
 import pytest
 
-from shared import cameras, jobs, storage
+from shared import cameras, jobs, result_docs, results, storage
 from shared.config import set_settings
 from shared.db import UPLOADS, get_db
 from tests.conftest import ARTIFACTS, RUN_TAG, wait_for_job
@@ -87,6 +88,7 @@ def test_a_camera_is_recorded_in_segments_analysed_and_joined_into_one_clip(live
     assert clip_job["owner"] == admin.id and clip_job["filename"].startswith("corridor ")
     assert clip_job["result"]["frames"] == sent
     assert all(s["status"] == jobs.SUCCEEDED for s in segs)
+    _joined_from_parts(clip_job, segs, sent)
     assert sum(s["result"]["frames"] for s in segs) == sent
     assert [s["seq"] for s in sorted(segs, key=lambda s: s["seq"])] == list(range(len(segs)))
     # Each segment was queued as soon as it was cut, and analysed while the camera still recorded.
@@ -101,6 +103,57 @@ def test_a_camera_is_recorded_in_segments_analysed_and_joined_into_one_clip(live
                               "status": jobs.SUCCEEDED}]
     assert SECRET not in str(cameras.status(cam["_id"])) and SECRET not in str(view)
     assert SECRET not in supervisor.log.read_text()
+
+
+def _joined_from_parts(clip_job: dict, segs: list[dict], sent: int) -> None:
+    """The clip's result is its parts' joined (not a second analysis): frames numbered on across every
+    cut, times continuous, people linked across cuts the same way the live page counts them."""
+    res = clip_job["result"]
+    assert res["segments"]["live"] is True and res["segments"]["count"] == len(segs)
+    assert res["processing_s"] == pytest.approx(sum(s["result"]["processing_s"] for s in segs), abs=0.05)
+    parts = sorted(segs, key=lambda s: s["seq"])
+    for before, after in zip(parts, parts[1:], strict=False):
+        assert after["first_frame"] == before["first_frame"] + before["frames_recorded"]
+        edge = result_docs.frames_page(clip_job["_id"], after["first_frame"] - 1, 2)
+        assert [r["frame"] for r in edge] == [after["first_frame"] - 1, after["first_frame"]]
+        assert 0 < edge[1]["t"] - edge[0]["t"] < 0.1  # one frame at 30 fps
+    records = result_docs.frames_page(clip_job["_id"], 0, sent + 10)
+    assert [r["frame"] for r in records] == list(range(sent))
+    persons = [p for p in json.loads(result_docs.all_persons_text(clip_job["_id"],
+                                                                    res["layout"]["person_pages"]))
+               if results.counted(p)]
+    assert len(persons) == res["people"]["total"] == live.people_in(parts)
+    assert res["people"]["total"] <= sum(s["result"]["people"]["total"] for s in parts)
+    return persons
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory):
+    """One face in view throughout (the whole 8.9 s clip at 640x360, 30 fps, a keyframe every second)."""
+    path = tmp_path_factory.mktemp("live") / "one_face.mp4"
+    return path, resized(SHARED_CLIPS.parent / "videos" / "one_face_puts_mask_on.mp4", path,
+                         sizes=((640, 360),), frames=360)
+
+
+@pytest.mark.slow
+def test_a_person_in_view_across_the_cuts_is_one_person_in_the_clip_and_on_the_live_page(supervisor,
+                                                                                        face_clip):
+    path, sent = face_clip
+    server = RtspServer(path, LOGS / f"rtsp-face-{RUN_TAG}.log").start()
+    cam = cameras.create(name="desk", url=server.url, owner="owner-4")
+    try:
+        wait_status(cam["_id"], lambda s: s.get("frames") == sent, 90, f"{sent} frames")
+        clip_job, segs = _settle(cam["_id"])
+    finally:
+        server.kill()
+    assert clip_job["status"] == jobs.SUCCEEDED, clip_job.get("error")
+    assert len(segs) >= 2, segs  # cut at the first keyframe after 5 s
+    assert all(s["status"] == jobs.SUCCEEDED for s in segs), [(s["status"], s.get("error")) for s in segs]
+    assert [s["result"]["people"]["total"] for s in segs] == [1] * len(segs), [s["result"] for s in segs]
+    persons = _joined_from_parts(clip_job, segs, sent)
+    assert len(persons) == 1 and len(persons[0]["track_ids"]) == len(segs), persons
+    view = live.live_view(cameras.get(cam["_id"]))
+    assert view["recent_people"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +195,13 @@ def test_a_camera_that_drops_is_offline_then_recording_again_when_it_returns(sup
     segs = [wait_for_job(s["_id"], timeout=240) for s in cameras.segments(cam["_id"])]
     assert all(s["status"] == jobs.SUCCEEDED for s in segs)
     assert sum(s["result"]["frames"] for s in segs) == before + sent
-    # The joined clip holds every recorded frame (counted in the stored file: its analysis is the first
-    # test's; it is cancelled here to spare the session worker).
-    clip_job = jobs.get(st["clip_ids"][0])
+    # The joined clip holds every recorded frame, and its result is its parts' joined: the recorder
+    # started again after the kill numbered its segments on from where its predecessor stopped.
+    clip_job = wait_for_job(st["clip_ids"][0], timeout=240)
     with storage.open_file(UPLOADS, clip_job["input_id"]) as f, av.open(f) as c:
         assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == before + sent
-    jobs.cancel(clip_job["_id"])
+    assert clip_job["status"] == jobs.SUCCEEDED, clip_job.get("error")
+    _joined_from_parts(clip_job, segs, before + sent)
 
 
 @pytest.mark.slow
@@ -170,15 +224,16 @@ def test_a_stream_that_changes_resolution_starts_a_new_segment_and_clip(supervis
     assert all(s["status"] == jobs.SUCCEEDED for s in segs), [s.get("error") for s in segs]
     assert [(s["result"]["width"], s["result"]["height"], s["result"]["frames"]) for s in segs] == \
         [(320, 240, sent // 2), (640, 480, sent // 2)]
-    # One clip per picture size, each holding its frames.
+    # One clip per picture size, each holding its frames, each joined from its own part (numbered from 0).
     assert len(st["clip_ids"]) == 2
-    for clip_id, size in zip(st["clip_ids"], ((320, 240), (640, 480)), strict=True):
-        clip_job = jobs.get(clip_id)
+    for clip_id, size, part in zip(st["clip_ids"], ((320, 240), (640, 480)), segs, strict=True):
+        clip_job = wait_for_job(clip_id, timeout=180)
         with storage.open_file(UPLOADS, clip_job["input_id"]) as f, av.open(f) as c:
             v = c.streams.video[0]
             assert (v.codec_context.width, v.codec_context.height) == size
             assert sum(1 for p in c.demux(v) if p.size) == sent // 2
-        jobs.cancel(clip_id)
+        assert part["first_frame"] == 0 and part["t0"] == 0
+        _joined_from_parts(clip_job, [part], sent // 2)
     # Started again for 6 s: a new recording, its own recorder (the camera is gone: offline), which ends by
     # itself when the 6 s are over. Then deleted: the segments go, the owner's clips stay.
     cameras.start(cam["_id"], duration_s=6)
