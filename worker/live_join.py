@@ -43,18 +43,19 @@ from worker.pipeline.decode import VideoInfo, video_frames
 from worker.pipeline.encode import write_thumbnail
 from worker.pipeline.stats import tallies
 from worker.pipeline.track import iou_matrix
-from worker.recorder import concatenate
+from worker.recorder import concatenate, file_facts
 
 log = logging.getLogger(__name__)
 ID_STRIDE = 1000  # part seq's track ids are seq*1000 + 1, 2, ... (as a split clip's segments')
 LINK_S = 1.0  # a track ending this close to a cut, or starting this close after it, may cross it
 LINK_IOU = 0.3  # the same face one frame apart (a few frames when the detector missed it at the cut)
 WAIT_S = 600.0  # how long the clip waits for parts still analysed (then it is analysed itself)
+CHUNK_WAIT_S = 30.0  # how long a webcam chunk waits for the one before it to know its place
 DONE = (jobs.SUCCEEDED, jobs.FAILED, jobs.CANCELLED)
 
 
 def is_part(job: dict) -> bool:
-    """Whether the job is a camera segment that knows its place in its clip."""
+    """Whether the job is a camera segment (or webcam chunk) that knows its place in its clip."""
     return job.get("recording_id") is not None and job.get("seq") is not None and job.get("t0") is not None
 
 
@@ -97,6 +98,34 @@ def analyse_part(job: dict, src: Path, workdir: Path, *, settings: Settings, on_
     summary["people_ids"] = sorted(p["track_id"] for p in summary["persons"] if results.counted(p))
     return run.Outcome(output_path=out, output_type="video/mp4", thumbnail_path=thumb, summary=summary,
                        crops=crops)
+
+
+def place_chunk(job: dict, src: Path) -> dict:
+    """A webcam chunk given its place in its session's clip (right after the chunk before it), recorded
+    on its job; the job as it was when the chunk before has no place (it is then analysed on its own,
+    and the session's clip analysed again)."""
+    if job.get("webcam_session") is None or job.get("seq") is None or job.get("t0") is not None:
+        return job
+    seq = int(job["seq"])
+    frames, span = file_facts(src)
+    place = {"recording_id": f"webcam:{job['webcam_session']}", "first_frame": 0, "t0": 0.0,
+             "frames_recorded": frames, "span_s": span}
+    deadline = time.monotonic() + CHUNK_WAIT_S
+    while seq > 0:
+        prev = get_db().jobs.find_one({"owner": job["owner"], "webcam_session": job["webcam_session"],
+                                       "seq": seq - 1}, {"status": 1, "t0": 1, "first_frame": 1,
+                                                         "frames_recorded": 1, "span_s": 1})
+        if prev is not None and prev.get("t0") is not None:
+            place.update(first_frame=prev["first_frame"] + prev["frames_recorded"],
+                         t0=prev["t0"] + prev["span_s"])
+            break
+        if prev is None or prev["status"] in DONE or time.monotonic() > deadline:
+            log.info("job %s: the chunk before has no place; analysed on its own", job["_id"])
+            return job
+        time.sleep(0.5)
+    if not jobs.record(job["_id"], job["run_id"], **place):
+        raise Cancelled("a newer attempt owns the job")
+    return {**job, **place}
 
 
 def _numbered(frames, first: int) -> Iterator:

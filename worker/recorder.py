@@ -424,10 +424,18 @@ def _packets(src):
 
 def file_span(path: Path) -> float:
     """Seconds from a file's start to the end of its last frame: where concatenate starts the next file."""
+    return file_facts(path)[1]
+
+
+def file_facts(path: Path) -> tuple[int, float]:
+    """(frames, span): the file's video packets that hold a frame, and file_span."""
+    frames, span = 0, 0.0
     with av.open(str(path)) as src:
         tb = src.streams.video[0].time_base
-        return max((float((p.pts if p.pts is not None else p.dts) * tb) + step for p, step in _packets(src)),
-                   default=0.0)
+        for p, step in _packets(src):
+            frames += p.size > 0
+            span = max(span, float((p.pts if p.pts is not None else p.dts) * tb) + step)
+    return frames, span
 
 
 def concatenate(paths: list[Path], out: Path, fmt: str = "mp4") -> Path:

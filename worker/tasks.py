@@ -224,6 +224,7 @@ def _run(job: dict, workdir: Path) -> dict:
     # Bucket writes run in their own thread: the frame loop never waits for the database.
     with BackgroundWriter(BucketSink(), maxsize=4, name="frames") as inserts:
         buckets = result_docs.BucketWriter(job_id, hand_over)
+        job = live_join.place_chunk(job, src)
         if live_join.is_part(job):
             outcome = live_join.analyse_part(job, src, workdir, settings=settings, on_progress=progress,
                                              on_frame=buckets.add)

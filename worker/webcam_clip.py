@@ -1,8 +1,10 @@
 """The webcam check's chunks of one session made one clip of the user, listed like any upload.
 
-Each chunk was analysed as its own job as it arrived (its result shown at once); when the page stops,
-this task copies the chunks' packets in order into one WebM (no re-encoding, each chunk's times
-following the last's), stores it as an upload of the user and queues it like any upload.
+Each chunk was analysed as its own job as it arrived (its result shown at once), with its place in the
+session's clip (worker/live_join.place_chunk); when the page stops, this task copies the chunks' packets
+in order into one WebM (no re-encoding, each chunk's times following the last's), stores it as an
+upload of the user and queues it like any upload, its result joined from the chunks' (as a camera
+recording's).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def join_webcam(user_id: str, session: str) -> str:
                           size=out.stat().st_size, content_type=ctype)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    get_db().jobs.update_one({"_id": job["_id"]}, {"$set": {"webcam_session": session,
-                                                            "chunks": len(chunks)}})
+    get_db().jobs.update_one({"_id": job["_id"]}, {"$set": {  # its result is joined from the chunks'
+        "webcam_session": session, "chunks": len(chunks), "recording_id": f"webcam:{session}",
+        "live_parts": [c["_id"] for c in chunks]}})
     enqueue(PROCESS_JOB, str(job["_id"]))
     log.info("webcam session %s: %d chunks joined into clip %s", session, len(chunks), job["_id"])
     return str(job["_id"])

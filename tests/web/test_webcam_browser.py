@@ -86,4 +86,10 @@ def test_the_webcam_page_shows_results_of_the_first_chunks(worker, live_server, 
     assert clip["status"] == jobs.SUCCEEDED, clip.get("error")
     assert clip["chunks"] == len(chunks)
     assert clip["result"]["frames"] == sum(c["result"]["frames"] for c in chunks)
+    # Joined from the chunks' results (each analysed with its place in the session's clip), not analysed
+    # again: frames numbered on across every chunk, and the person in view all along is one person.
+    from tests.worker.test_recorder import _joined_from_parts
+
+    persons = _joined_from_parts(clip, chunks, clip["result"]["frames"])
+    assert len(persons) == 1, persons
     assert not page.js_errors, page.js_errors
