@@ -64,8 +64,9 @@ def is_part(job: dict) -> bool:
 
 def analyse_part(job: dict, src: Path, workdir: Path, *, settings: Settings, on_progress,
                  on_frame) -> run.Outcome:
-    """Analyse one part with its clip's frame numbers, times and ids; stores its output, then links it
-    to its neighbours. on_frame gets records in the part's own numbering (its own buckets)."""
+    """Analyse one part with its clip's frame numbers, times and ids, and store its output (the caller
+    links it to its neighbours once its result is stored). on_frame gets records in the part's own
+    numbering (its own buckets)."""
     first, t0, seq = int(job["first_frame"]), float(job["t0"]), int(job["seq"])
     info = VideoInfo.from_path(src, max_pixels=settings.max_pixels, max_seconds=settings.max_video_seconds)
     window = max(1, round(LINK_S * (info.fps or 25)))
