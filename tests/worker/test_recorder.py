@@ -179,7 +179,9 @@ def test_a_camera_that_drops_is_offline_then_recording_again_when_it_returns(sup
         assert 0 < before < sent
         # Its recorder dies too: the supervisor starts another, which goes on with the same recording.
         os.kill(down["pid"], signal.SIGKILL)
-        again = wait_status(cam["_id"], lambda s: s.get("pid") not in (None, down["pid"]), 30, "supervised")
+        # (A new recorder says "starting" until its first connection has been tried.)
+        again = wait_status(cam["_id"], lambda s: s.get("pid") not in (None, down["pid"])
+                            and s["state"] != cameras.STARTING, 30, "supervised")
         assert again["state"] == cameras.OFFLINE and (again["segments"], again["frames"]) == \
             (down["segments"], before)
         time.sleep(2)  # it stays offline while the camera is gone (retried with backoff)
