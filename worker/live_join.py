@@ -3,9 +3,10 @@ clip's result joined from theirs (no second analysis of the recording), people l
 
 The recorder tells each segment job where it lies in its clip (`first_frame`, `t0`: worker/recorder.py).
 A part is analysed like any upload (its own result feeds the live page), except that its frames carry
-the clip's numbers and times and its track ids start at seq*ID_STRIDE; it also stores an output
-(`segment_outs`, "live:<recording>:<seq>"): its people's tallies and the faces of its first and last
-second. Its own frame buckets keep its own numbering (0 ..): two parts never write the same bucket.
+the clip's numbers and times and its track ids start at seq*run.ID_STRIDE (as a split clip's segments'
+do); it also stores an output (`segment_outs`, "live:<recording>:<seq>"): its people's tallies and the
+faces of its first and last second. Its own frame buckets keep its own numbering (0 ..): two parts
+never write the same bucket.
 
 Parts follow each other without overlap (the recorder cuts at a keyframe), so a person crossing a cut is
 found by their last box in one part and their first box in the next: the cut is one frame long, faces
@@ -46,12 +47,10 @@ from worker.pipeline.track import iou_matrix
 from worker.recorder import concatenate, file_facts
 
 log = logging.getLogger(__name__)
-ID_STRIDE = 1000  # part seq's track ids are seq*1000 + 1, 2, ... (as a split clip's segments')
 LINK_S = 1.0  # a track ending this close to a cut, or starting this close after it, may cross it
 LINK_IOU = 0.3  # the same face one frame apart (a few frames when the detector missed it at the cut)
 WAIT_S = 600.0  # how long the clip waits for parts still analysed (then it is analysed itself)
 CHUNK_WAIT_S = 30.0  # how long a webcam chunk waits for the one before it to know its place
-DONE = (jobs.SUCCEEDED, jobs.FAILED, jobs.CANCELLED)
 
 
 def is_part(job: dict) -> bool:
@@ -86,7 +85,7 @@ def analyse_part(job: dict, src: Path, workdir: Path, *, settings: Settings, on_
     done = run.frame_loop(_numbered(video_frames(src, info), first), info, out, settings=settings,
                           models=get_models(), rules=Rules(),
                           on_progress=lambda n: on_progress(n, total=expected), on_frame=record,
-                          start=-t0, id_offset=seq * ID_STRIDE)
+                          start=-t0, id_offset=seq * run.ID_STRIDE)
     write_thumbnail(done.poster.image, thumb, width=run.POSTER_WIDTH)
     stats, crops = done.collector.summary()
     summary = run.video_summary(info, done, stats, settings=settings, rules=Rules())
@@ -120,7 +119,7 @@ def place_chunk(job: dict, src: Path) -> dict:
             place.update(first_frame=prev["first_frame"] + prev["frames_recorded"],
                          t0=prev["t0"] + prev["span_s"])
             break
-        if prev is None or prev["status"] in DONE or time.monotonic() > deadline:
+        if prev is None or prev["status"] in jobs.FINAL or time.monotonic() > deadline:
             log.info("job %s: the chunk before has no place; analysed on its own", job["_id"])
             return job
         time.sleep(0.5)
@@ -204,7 +203,7 @@ def wait_for_parts(job: dict, progress) -> list[dict] | None:
         if len(found) < len(job["live_parts"]):
             return None  # deleted meanwhile (retention): the recording itself is still there
         parts = [found[i] for i in job["live_parts"]]
-        if all(p["status"] in DONE for p in parts):
+        if all(p["status"] in jobs.FINAL for p in parts):
             return parts
         if time.monotonic() > deadline:
             log.warning("job %s: parts still running after %.0f s; the recording is analysed itself",

@@ -46,7 +46,7 @@ from worker.segments_plan import info_of
 from worker.tasks import TEMP_PREFIX, TRANSIENT, WORKER_NAME, BucketSink, _duration
 
 log = logging.getLogger(__name__)
-ID_STRIDE = 1000  # segment k's track ids are k*1000 + 1, 2, ...
+ID_STRIDE = run.ID_STRIDE  # segment k's track ids are k*1000 + 1, 2, ...
 
 
 class SplitMismatch(RuntimeError):

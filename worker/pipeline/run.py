@@ -29,6 +29,7 @@ from worker.pipeline.timing import NO_TIMES
 from worker.pipeline.track import CutDetector, Tracker, TrackerParams, track_faces
 
 POSTER_WIDTH = 480
+ID_STRIDE = 1000  # part k of a clip (a segment, a camera's segment) draws track ids k*1000 + 1, 2, ...
 LOST_TRACK_S = 1.2  # a face unseen this long is matched again only by re-identification
 REID_S = 4.0  # a lost person coming back (same place, same clothes) within this long keeps their id
 
